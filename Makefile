@@ -1,0 +1,40 @@
+# Every target that needs Python depends on `install`, so `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-all test-integration lint clean bench eval
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml changes. torch is installed first and pinned to the CPU build
+# (an unpinned torch pulls a multi-GB CUDA build).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/recstream demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-integration: install
+	$(BIN)/python -m pytest -q -m integration
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ""
+
+lint: install
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf .recstream .pytest_cache .hypothesis

@@ -1,0 +1,58 @@
+#!/bin/sh
+# Creates recstream's Kafka topics. Idempotent: every create uses --if-not-exists, so it is safe
+# to run on each `docker compose up` (the one-shot `topics` service does exactly that).
+#
+# The layout here must agree with deploy/kafka/topics.json (tests/unit/deploy checks it):
+#   events           EVENTS_PARTITIONS partitions, retention 7 days
+#   items            1 partition, compacted (the catalog, keyed by item_id)
+#   recommendations  EVENTS_PARTITIONS partitions, compacted (keyed by user_id: latest list per user)
+#   dead-letter      1 partition, retention 14 days
+#
+# Environment (all optional):
+#   BOOTSTRAP            bootstrap servers                       (default kafka:29092)
+#   EVENTS_PARTITIONS    partitions of events and recommendations (default 4); must equal the
+#                        workers' RECSTREAM_EVENTS_PARTITIONS
+#   REPLICATION_FACTOR   replication factor of every topic       (default 1: single broker)
+#   RECSTREAM_TOPIC_EVENTS, RECSTREAM_TOPIC_ITEMS, RECSTREAM_TOPIC_RECOMMENDATIONS,
+#   RECSTREAM_TOPIC_DEAD_LETTER   topic names, as the workers read them
+#   KAFKA_TOPICS         path of kafka-topics.sh                 (default /opt/kafka/bin/kafka-topics.sh)
+set -eu
+
+BOOTSTRAP="${BOOTSTRAP:-kafka:29092}"
+EVENTS_PARTITIONS="${EVENTS_PARTITIONS:-4}"
+REPLICATION_FACTOR="${REPLICATION_FACTOR:-1}"
+KAFKA_TOPICS="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
+
+TOPIC_EVENTS="${RECSTREAM_TOPIC_EVENTS:-recstream.events}"
+TOPIC_ITEMS="${RECSTREAM_TOPIC_ITEMS:-recstream.items}"
+TOPIC_RECOMMENDATIONS="${RECSTREAM_TOPIC_RECOMMENDATIONS:-recstream.recommendations}"
+TOPIC_DEAD_LETTER="${RECSTREAM_TOPIC_DEAD_LETTER:-recstream.dead-letter}"
+
+RETENTION_7_DAYS_MS=604800000
+RETENTION_14_DAYS_MS=1209600000
+
+# create_topic NAME PARTITIONS [--config KEY=VALUE]...
+create_topic() {
+    name="$1"
+    partitions="$2"
+    shift 2
+    echo "create-topics: ${name}: partitions=${partitions} replication-factor=${REPLICATION_FACTOR} $*"
+    "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
+        --topic "$name" --partitions "$partitions" --replication-factor "$REPLICATION_FACTOR" "$@"
+}
+
+echo "create-topics: bootstrap ${BOOTSTRAP}"
+
+create_topic "$TOPIC_EVENTS" "$EVENTS_PARTITIONS" \
+    --config "retention.ms=${RETENTION_7_DAYS_MS}"
+
+create_topic "$TOPIC_ITEMS" 1 \
+    --config cleanup.policy=compact
+
+create_topic "$TOPIC_RECOMMENDATIONS" "$EVENTS_PARTITIONS" \
+    --config cleanup.policy=compact
+
+create_topic "$TOPIC_DEAD_LETTER" 1 \
+    --config "retention.ms=${RETENTION_14_DAYS_MS}"
+
+echo "create-topics: done (4 topics ensured)"

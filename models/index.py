@@ -1,0 +1,195 @@
+"""The item index: an HNSW graph (hnswlib, cosine) plus the little each item needs for a reason.
+
+Items are keyed by their string id; hnswlib wants integer labels, so the index owns that mapping.
+Deletions are marks, not removals, so a deleted item can never come back as a candidate while
+its label stays reserved for a later re-upsert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import hnswlib
+import numpy as np
+
+INDEX_FILE = "items.hnsw"
+META_FILE = "items.json"
+
+
+def text_hash(text: str) -> str:
+    """Unchanged text means an unchanged embedding: re-delivered items are not re-encoded."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+@dataclass
+class ItemMeta:
+    item_id: str
+    label: int
+    title: str
+    categories: list[str] = field(default_factory=list)
+    text_hash: str = ""
+    deleted: bool = False
+
+
+class ItemIndex:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        capacity: int = 16_384,
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+    ) -> None:
+        self.dim = dim
+        self.ef_search = ef_search
+        self._hnsw = hnswlib.Index(space="cosine", dim=dim)
+        self._hnsw.init_index(max_elements=capacity, M=m, ef_construction=ef_construction, allow_replace_deleted=False)
+        self._hnsw.set_ef(ef_search)
+        self._meta: dict[str, ItemMeta] = {}
+        self._by_label: list[ItemMeta] = []
+        self._live = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of live (not deleted) items: what can be recommended."""
+        return self._live
+
+    def __contains__(self, item_id: object) -> bool:
+        meta = self._meta.get(item_id)  # type: ignore[arg-type]
+        return meta is not None and not meta.deleted
+
+    def meta(self, item_id: str) -> ItemMeta | None:
+        return self._meta.get(item_id)
+
+    def title(self, item_id: str) -> str:
+        meta = self._meta.get(item_id)
+        return meta.title if meta else item_id
+
+    def is_deleted(self, item_id: str) -> bool:
+        meta = self._meta.get(item_id)
+        return meta is None or meta.deleted
+
+    def needs_embedding(self, item_id: str, digest: str) -> bool:
+        meta = self._meta.get(item_id)
+        return meta is None or meta.text_hash != digest
+
+    def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Stored unit vectors of known items (deleted ones included), rows in the given order."""
+        if not item_ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        labels = [self._meta[i].label for i in item_ids]
+        return np.asarray(self._hnsw.get_items(labels, return_type="numpy"), dtype=np.float32)
+
+    def item_ids(self, live_only: bool = True) -> Iterable[str]:
+        return (m.item_id for m in self._by_label if not (live_only and m.deleted))
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert(self, item_id: str, title: str, categories: list[str], digest: str, vector: np.ndarray | None) -> None:
+        """Add or update one item; `vector` may be None only when the text is unchanged."""
+        meta = self._meta.get(item_id)
+        if meta is None:
+            if vector is None:
+                raise ValueError(f"new item {item_id!r} needs a vector")
+            meta = ItemMeta(item_id=item_id, label=len(self._by_label), title=title, categories=categories)
+            self._ensure_capacity(meta.label + 1)
+            self._hnsw.add_items(vector.reshape(1, -1), [meta.label])
+            self._meta[item_id] = meta
+            self._by_label.append(meta)
+            self._live += 1
+        else:
+            if meta.deleted:
+                self._hnsw.unmark_deleted(meta.label)
+                meta.deleted = False
+                self._live += 1
+            if vector is not None:
+                self._hnsw.add_items(vector.reshape(1, -1), [meta.label], replace_deleted=False)
+            meta.title, meta.categories = title, categories
+        meta.text_hash = digest
+
+    def delete(self, item_id: str) -> bool:
+        meta = self._meta.get(item_id)
+        if meta is None or meta.deleted:
+            return False
+        self._hnsw.mark_deleted(meta.label)
+        meta.deleted = True
+        self._live -= 1
+        return True
+
+    def _ensure_capacity(self, needed: int) -> None:
+        capacity = self._hnsw.get_max_elements()
+        if needed > capacity:
+            self._hnsw.resize_index(max(needed, capacity * 2))
+
+    # -- querying ----------------------------------------------------------------------------
+    def query(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Nearest live items by cosine similarity for each query row, best first."""
+        n = queries.shape[0]
+        k = min(k, self._live)
+        if n == 0 or k <= 0:
+            return [[] for _ in range(n)]
+        self._hnsw.set_ef(max(self.ef_search, k))
+        labels, distances = self._hnsw.knn_query(np.asarray(queries, dtype=np.float32), k=k)
+        by_label = self._by_label
+        return [
+            [(by_label[int(lab)].item_id, 1.0 - float(dist)) for lab, dist in zip(row_l, row_d)]
+            for row_l, row_d in zip(labels, distances)
+        ]
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, directory: Path, checkpoint: dict[str, Any]) -> None:
+        """Write index and metadata atomically (temp folder, then rename) with the caller's checkpoint."""
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self._hnsw.save_index(str(tmp / INDEX_FILE))
+        doc = {
+            "dim": self.dim,
+            "ef_search": self.ef_search,
+            "checkpoint": checkpoint,
+            "items": [asdict(m) for m in self._by_label],
+        }
+        with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[ItemIndex, dict[str, Any]]:
+        directory = _saved_copy(Path(directory))
+        with open(directory / META_FILE, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        self = cls.__new__(cls)
+        self.dim = int(doc["dim"])
+        self.ef_search = int(doc["ef_search"])
+        self._hnsw = hnswlib.Index(space="cosine", dim=self.dim)
+        self._hnsw.load_index(str(directory / INDEX_FILE), allow_replace_deleted=False)
+        self._hnsw.set_ef(self.ef_search)
+        self._by_label = [ItemMeta(**m) for m in doc["items"]]
+        self._meta = {m.item_id: m for m in self._by_label}
+        self._live = sum(1 for m in self._by_label if not m.deleted)
+        return self, dict(doc.get("checkpoint") or {})
+
+    @staticmethod
+    def exists(directory: Path) -> bool:
+        found = _saved_copy(Path(directory))
+        return (found / META_FILE).is_file() and (found / INDEX_FILE).is_file()
+
+
+def _saved_copy(directory: Path) -> Path:
+    """A crash between the two renames in `save` leaves only the previous copy, under `.old`."""
+    old = directory.with_name(directory.name + ".old")
+    return old if not directory.exists() and old.exists() else directory

@@ -1,0 +1,77 @@
+"""Bytes off the wire to validated records, with a machine-readable reason when that fails.
+
+Pure and strict on purpose: whatever cannot be decoded here goes to the dead-letter topic with
+its reason instead of reaching the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.records import Event, Item
+
+# Reasons are part of the dead-letter contract: dashboards group by them.
+TOO_LARGE = "too_large"
+INVALID_JSON = "invalid_json"
+SCHEMA = "schema_violation"
+QUERY_TOO_LONG = "query_too_long"
+WRONG_PARTITION_KEY = "key_mismatch"
+
+
+class InvalidMessage(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 64 * 1024
+    max_query_chars: int = 1_000
+
+
+def _validate(model: type[Event] | type[Item], data: bytes | None, limits: Limits) -> Any:
+    if data is None:
+        raise InvalidMessage(INVALID_JSON, "message has no value")
+    if len(data) > limits.max_bytes:
+        raise InvalidMessage(TOO_LARGE, f"{len(data)} bytes is over the {limits.max_bytes}-byte limit")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise InvalidMessage(INVALID_JSON, errors[0]["msg"][:300]) from None
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(value)'}: {e['msg']}" for e in errors[:5])
+        raise InvalidMessage(SCHEMA, detail[:500]) from None
+
+
+def decode_event(data: bytes | None, limits: Limits = Limits()) -> Event:
+    event = _validate(Event, data, limits)
+    if event.query is not None and len(event.query) > limits.max_query_chars:
+        raise InvalidMessage(QUERY_TOO_LONG, f"query has {len(event.query)} characters, limit {limits.max_query_chars}")
+    return event
+
+
+def decode_item(data: bytes | None, limits: Limits = Limits()) -> Item:
+    return _validate(Item, data, limits)
+
+
+def dead_letter_value(
+    reason: str, detail: str, original: bytes | None, *, topic: str, partition: int, offset: int
+) -> bytes:
+    """The dead-letter record: why it failed, where it came from, and the original bytes (base64)."""
+    doc = {
+        "reason": reason,
+        "detail": detail,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "original_b64": base64.b64encode(original).decode("ascii") if original is not None else None,
+        "failed_at": int(time.time() * 1000),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")

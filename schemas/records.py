@@ -1,0 +1,103 @@
+"""Typed records for every message recstream reads or writes.
+
+The JSON Schema files beside this module are the contract other languages use; these pydantic
+models are the Python side of the same contract, and `tests/unit/schemas` checks that both accept
+and reject the same documents.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EventType(StrEnum):
+    CLICK = "click"
+    BROWSE = "browse"
+    PURCHASE = "purchase"
+    SEARCH = "search"
+    DISLIKE = "dislike"
+
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Event(BaseModel):
+    """One user interaction (events topic, key = user_id)."""
+
+    model_config = _STRICT
+
+    event_id: str = Field(min_length=1, max_length=256)
+    user_id: str = Field(min_length=1, max_length=256)
+    type: EventType
+    item_id: str | None = Field(default=None, min_length=1, max_length=256)
+    query: str | None = None
+    ts: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _item_or_query(self) -> Event:
+        if self.type is EventType.SEARCH:
+            if not self.query:
+                raise ValueError("a search event needs a non-empty 'query'")
+        elif self.item_id is None:
+            raise ValueError(f"a {self.type.value} event needs an 'item_id'")
+        return self
+
+
+class Item(BaseModel):
+    """A catalog entry (items topic, key = item_id)."""
+
+    model_config = _STRICT
+
+    item_id: str = Field(min_length=1, max_length=256)
+    title: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=8192)
+    categories: list[str] = Field(default_factory=list, max_length=64)
+    op: Literal["upsert", "delete"] = "upsert"
+
+    @model_validator(mode="after")
+    def _upsert_has_title(self) -> Item:
+        if self.op == "upsert" and self.title is None:
+            raise ValueError("an upsert needs a 'title'")
+        return self
+
+    def text(self) -> str:
+        """The text the encoder embeds: the title carries most meaning, categories disambiguate."""
+        parts = [self.title or ""]
+        if self.categories:
+            parts.append("Genres: " + ", ".join(self.categories))
+        if self.description:
+            parts.append(self.description)
+        return ". ".join(parts)
+
+
+class RecommendedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str
+    score: float
+    reason: str
+
+
+class Recommendation(BaseModel):
+    """A user's fresh top-k list (recommendations topic, key = user_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    items: list[RecommendedItem]
+    trigger_event_id: str
+    generated_at: int
+    model_version: str
+
+
+@cache
+def json_schema(name: Literal["event", "item", "recommendation"]) -> dict[str, Any]:
+    """The shipped JSON Schema document, for validators outside Python or for a second opinion."""
+    text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text()
+    return json.loads(text)

@@ -1,0 +1,90 @@
+"""The Faust app: topics, the users table, the events agent and the catalog service, wired together."""
+
+from __future__ import annotations
+
+import faust
+
+from models.pipeline import Recommender
+from models.popularity import RecentPopularity
+from schemas.decode import Limits
+from streams import metrics
+from streams.catalog_service import CatalogService
+from streams.events_agent import EventsProcessor
+from streams.publishing import DeadLetters
+from streams.settings import Settings
+
+USERS_TABLE = "users"
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
+    """Bytes in, bytes out: decoding is ours, so a bad message is dead-lettered, never a crash."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions)
+
+
+def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
+    partitions = events_partitions or settings.events_partitions
+    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        datadir=str(settings.worker_dir / "faust"),
+        store="rocksdb://",
+        web_enabled=False,
+        topic_partitions=partitions,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+    )
+    events_topic = _raw_topic(app, settings.topic_events, partitions)
+    recs_topic = _raw_topic(app, settings.topic_recommendations, partitions)
+    dead_letters = DeadLetters(_raw_topic(app, settings.topic_dead_letter))
+    users = app.Table(
+        USERS_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        options={"driver": "rocksdict"},
+    )
+    # Faust picks "json" for non-model types; state is our own compact bytes (models.state_codec).
+    users.key_serializer = users.value_serializer = "raw"
+    popularity = RecentPopularity(settings.core.popular_window)
+    catalog = CatalogService(settings, dead_letters, popularity, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(catalog)
+
+    processor: EventsProcessor | None = None
+
+    def get_processor() -> EventsProcessor:
+        nonlocal processor
+        if processor is None:
+            assert catalog.catalog is not None
+            processor = EventsProcessor(
+                recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, popularity),
+                table=users,
+                events_topic=events_topic,
+                recommendations_topic=recs_topic,
+                dead_letters=dead_letters,
+                partitions=partitions,
+                limits=Limits(settings.max_message_bytes, settings.max_query_chars),
+                model_version=settings.model_version,
+            )
+        return processor
+
+    @app.agent(events_topic, name="events")
+    async def events_agent(stream: faust.StreamT) -> None:
+        # Events wait until the whole catalog is in the index, so none is applied without its item.
+        await catalog.loaded.wait()
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
+            await get_processor().process(batch)
+
+    @app.timer(1.0)
+    async def report_readiness() -> None:
+        recovered = app.tables.recovery.completed.is_set()
+        metrics.READY.set(1 if (recovered and catalog.loaded.is_set()) else 0)
+
+    @app.timer(10.0)
+    async def count_users() -> None:
+        metrics.USERS_IN_STATE.set(len(users))
+
+    app.recstream_catalog = catalog  # type: ignore[attr-defined]
+    return app

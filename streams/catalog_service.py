@@ -1,0 +1,156 @@
+"""The items agent: every worker reads the whole items topic into its own index.
+
+It is not a consumer-group agent on purpose: the consumer group splits users between workers,
+but every worker needs the whole catalog. So it assigns itself every partition of the items topic,
+resumes from the offsets saved with the index (a restart re-embeds nothing), and encodes off the
+event loop so events keep flowing while a catalog loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+
+from models.catalog import Catalog
+from models.encoder import SentenceEncoder
+from models.index import ItemIndex
+from models.popularity import RecentPopularity
+from schemas.decode import InvalidMessage, Limits, decode_item
+from schemas.records import Item
+from streams import metrics
+from streams.publishing import DeadLetters
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ITEMS_BATCH = 256
+
+
+class CatalogService(Service):
+    def __init__(self, settings: Settings, dead_letters: DeadLetters, popularity: RecentPopularity, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self.dead_letters = dead_letters
+        self.popularity = popularity
+        self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
+        self.catalog: Catalog | None = None
+        self.loaded = asyncio.Event()
+        self._offsets: dict[int, int] = {}
+        self._dirty = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def index(self) -> ItemIndex:
+        assert self.catalog is not None, "catalog not loaded yet"
+        return self.catalog.index
+
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.catalog = await loop.run_in_executor(None, self._load)
+        metrics.INDEX_SIZE.set(len(self.catalog.index))
+
+    def _load(self) -> Catalog:
+        encoder = SentenceEncoder(threads=self.settings.encoder_threads)
+        if ItemIndex.exists(self.settings.index_dir):
+            index, checkpoint = ItemIndex.load(self.settings.index_dir)
+            if checkpoint.get("topic") == self.settings.topic_items:
+                self._offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
+            log.info("item index loaded from disk", extra={"items": len(index), "path": str(self.settings.index_dir)})
+        else:
+            index = ItemIndex(encoder.dim)
+        return Catalog(index, encoder)
+
+    def save(self) -> None:
+        if self.catalog is None or not self._dirty:
+            return
+        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()}}
+        self.catalog.index.save(self.settings.index_dir, checkpoint)
+        self._dirty = False
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self.save()
+
+    @Service.task
+    async def _save_periodically(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.settings.index_save_interval_s)
+            # In the loop thread: the index is only ever touched from here, so no locks are needed.
+            self.save()
+
+    @Service.task
+    async def _read_items(self) -> None:
+        consumer = self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{self.settings.app_id}-items-{self.settings.worker_id}",
+        )
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(self.settings.topic_items) or set()
+        while not partitions and not self.should_stop:
+            await self.sleep(1.0)
+            await consumer._client.force_metadata_update()  # topic may be created after the worker
+            partitions = consumer.partitions_for_topic(self.settings.topic_items) or set()
+        tps = [TopicPartition(self.settings.topic_items, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            saved = self._offsets.get(tp.partition)
+            if saved is None:
+                await consumer.seek_to_beginning(tp)
+            elif saved > ends[tp]:
+                log.warning(
+                    "items topic is shorter than the saved index (a new broker?): re-reading it; "
+                    "unchanged items are not re-embedded",
+                    extra={"partition": tp.partition, "saved": saved, "end": ends[tp]},
+                )
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, saved)
+        started = time.monotonic()
+        while not self.should_stop:
+            if not self.loaded.is_set() and await self._caught_up(consumer, ends):
+                self.loaded.set()
+                self.save()
+                log.info("catalog caught up", extra={"items": len(self.index), "seconds": round(time.monotonic() - started, 1)})
+            batches = await consumer.getmany(timeout_ms=200, max_records=ITEMS_BATCH)
+            for tp, records in batches.items():
+                await self._apply(records)
+                self._offsets[tp.partition] = records[-1].offset + 1
+                self._dirty = True
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+        """True once every partition was read up to where it ended when the worker started."""
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return False
+        return True
+
+    async def _apply(self, records: list[Any]) -> None:
+        assert self.catalog is not None
+        items: list[Item] = []
+        for rec in records:
+            try:
+                items.append(decode_item(rec.value, self.limits))
+            except InvalidMessage as exc:
+                await self.dead_letters.send(exc, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
+        if not items:
+            return
+        todo = self.catalog.texts_to_embed(items)
+        vectors = await asyncio.get_running_loop().run_in_executor(None, self.catalog.embed, todo) if todo else {}
+        update = self.catalog.apply(items, vectors)
+        for item_id in update.deleted:
+            self.popularity.forget(item_id)
+        metrics.ITEMS_EMBEDDED.inc(update.embedded)
+        metrics.ITEMS_INGESTED.labels("upsert").inc(len(update.upserted))
+        metrics.ITEMS_INGESTED.labels("delete").inc(len(update.deleted))
+        metrics.INDEX_SIZE.set(len(self.catalog.index))

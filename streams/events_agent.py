@@ -1,0 +1,123 @@
+"""The events agent: decode a batch, run the core step, write state, publish lists.
+
+Coalescing is the point of batching: a user with several events in one batch has their state
+read once, written once and their list published once.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+from faust.types import EventT, TableT, TopicT
+
+from models.interest import UserState
+from models.pipeline import Positioned, Recommender
+from models.state_codec import decode_state, encode_state
+from schemas.decode import InvalidMessage, Limits, decode_event
+from streams import metrics
+from streams.publishing import DeadLetters, recommendation_value
+
+
+def partition_for(user_id: str, partitions: int) -> int:
+    """The Java client's default partitioner (murmur2), which Faust and our producers use too."""
+    return (murmur2(user_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+@contextmanager
+def acting_for(event: EventT) -> Iterator[None]:
+    """Make `event` Faust's current event, so a table read/write goes to that event's partition.
+
+    Faust routes table access by the current event; inside a batch that is the last event taken,
+    which may belong to another partition than the user being written.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class EventsProcessor:
+    def __init__(
+        self,
+        *,
+        recommender: Recommender,
+        table: TableT,
+        events_topic: TopicT,
+        recommendations_topic: TopicT,
+        dead_letters: DeadLetters,
+        partitions: int,
+        limits: Limits,
+        model_version: str,
+    ) -> None:
+        self.recommender = recommender
+        self.table = table
+        self.events_topic = events_topic
+        self.recommendations_topic = recommendations_topic
+        self.dead_letters = dead_letters
+        self.partitions = partitions
+        self.limits = limits
+        self.model_version = model_version
+
+    async def process(self, batch: Sequence[EventT]) -> None:
+        started = time.perf_counter()
+        positioned, origins = await self._decode(batch)
+        sources = {pos.event.user_id: fe for pos, fe in zip(positioned, origins)}
+        if positioned:
+            states = self._read_states(sources)
+            result = self.recommender.step(states, positioned)
+            for user_id, state in result.states.items():
+                with acting_for(sources[user_id]):
+                    self.table[user_id.encode()] = encode_state(state)
+            for user_id, items in result.recommendations.items():
+                trigger = result.triggers[user_id]
+                await self.recommendations_topic.send(
+                    key=user_id.encode(),
+                    value=recommendation_value(user_id, items, trigger.event_id, self.model_version),
+                )
+            metrics.RECS_PUBLISHED.inc(len(result.recommendations))
+            metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
+            metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
+            now = time.time()
+            applied = {id(e) for e in result.applied}
+            for pos, fe in zip(positioned, origins):
+                if id(pos.event) in applied:
+                    metrics.EVENTS_IN.labels(pos.event.type.value).inc()
+                    if fe.message.timestamp:
+                        metrics.E2E_LATENCY.observe(max(0.0, now - fe.message.timestamp))
+        metrics.BATCH_EVENTS.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
+        """Valid, correctly keyed events in order, each with the Faust event it came in."""
+        positioned: list[Positioned] = []
+        origins: list[EventT] = []
+        for fe in batch:
+            msg = fe.message
+            try:
+                event = decode_event(fe.value, self.limits)
+            except InvalidMessage as exc:
+                await self.dead_letters.send(exc, msg.key, fe.value, msg.topic, msg.partition, msg.offset)
+                continue
+            if msg.partition != partition_for(event.user_id, self.partitions):
+                # Keyed by something else (or by another partitioner): re-send keyed by user, so all of a
+                # user's events meet their state in one partition. Applied when it comes back.
+                await self.events_topic.send(key=event.user_id.encode(), value=fe.value)
+                metrics.EVENTS_REKEYED.inc()
+                continue
+            positioned.append(Positioned(event, msg.offset))
+            origins.append(fe)
+        return positioned, origins
+
+    def _read_states(self, sources: dict[str, EventT]) -> dict[str, UserState | None]:
+        states: dict[str, UserState | None] = {}
+        for user_id, fe in sources.items():
+            with acting_for(fe):
+                raw = self.table.get(user_id.encode())
+            states[user_id] = decode_state(raw) if raw else None
+        return states

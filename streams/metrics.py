@@ -1,0 +1,36 @@
+"""Prometheus metrics of a worker. Names are stable: the Grafana dashboard and alerts use them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_IN = Counter("recstream_events_total", "Valid events applied, by type", ["type"])
+EVENTS_DUPLICATE = Counter("recstream_events_duplicate_total", "Redelivered events recognised and skipped")
+EVENTS_UNKNOWN_ITEM = Counter("recstream_events_unknown_item_total", "Events naming an item not in the index")
+EVENTS_REKEYED = Counter(
+    "recstream_events_rekeyed_total", "Events whose Kafka key/partition did not match their user, re-sent keyed by user"
+)
+DEAD_LETTERED = Counter("recstream_dead_letter_total", "Messages sent to the dead-letter topic", ["topic", "reason"])
+RECS_PUBLISHED = Counter("recstream_recommendations_published_total", "Recommendation lists published")
+E2E_LATENCY = Histogram(
+    "recstream_e2e_latency_seconds",
+    "Event produced to Kafka (record timestamp) until its recommendation list is published",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+BATCH_SECONDS = Histogram(
+    "recstream_batch_seconds",
+    "Time to apply one batch: decode, state, ranking, publish",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_EVENTS = Histogram("recstream_batch_events", "Events per batch", buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))
+ITEMS_INGESTED = Counter("recstream_items_ingested_total", "Catalog messages applied to the index", ["op"])
+ITEMS_EMBEDDED = Counter("recstream_items_embedded_total", "Item texts run through the encoder")
+INDEX_SIZE = Gauge("recstream_index_items", "Live (recommendable) items in this worker's index")
+USERS_IN_STATE = Gauge("recstream_users", "Users with state on this worker's partitions")
+READY = Gauge("recstream_ready", "1 once the index is loaded and table recovery has finished")
+
+
+def serve(host: str, port: int) -> None:
+    """Expose /metrics; port 0 turns it off."""
+    if port:
+        start_http_server(port, addr=host)

@@ -1,0 +1,39 @@
+"""What a worker writes to Kafka besides state: recommendation lists and dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from faust.types import TopicT
+
+from models.ranking import Scored
+from schemas.decode import InvalidMessage, dead_letter_value
+from streams import metrics
+
+
+class DeadLetters:
+    """Every message that fails to decode goes here with its reason and original bytes; nothing is dropped."""
+
+    def __init__(self, topic: TopicT) -> None:
+        self.topic = topic
+
+    async def send(
+        self, error: InvalidMessage, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
+    ) -> None:
+        envelope = dead_letter_value(error.reason, error.detail, value, topic=topic, partition=partition, offset=offset)
+        await self.topic.send(key=key, value=envelope, headers={"recstream-reason": error.reason.encode()})
+        metrics.DEAD_LETTERED.labels(topic, error.reason).inc()
+
+
+def recommendation_value(user_id: str, items: list[Scored], trigger_event_id: str, model_version: str) -> bytes:
+    """The published list, shaped by schemas/recommendation.schema.json."""
+    doc: dict[str, Any] = {
+        "user_id": user_id,
+        "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in items],
+        "trigger_event_id": trigger_event_id,
+        "generated_at": int(time.time() * 1000),
+        "model_version": model_version,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

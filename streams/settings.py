@@ -1,0 +1,88 @@
+"""All configuration, in one typed object read from `RECSTREAM_*` environment variables.
+
+Every field is documented in the README's configuration table (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.params import CoreParams
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSTREAM_", extra="ignore", frozen=True)
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (SSL)")
+    topic_events: str = Field("recstream.events", description="Input events topic (key = user_id)")
+    topic_items: str = Field("recstream.items", description="Catalog topic (key = item_id)")
+    topic_recommendations: str = Field("recstream.recommendations", description="Output topic (key = user_id)")
+    topic_dead_letter: str = Field("recstream.dead-letter", description="Where undecodable or invalid messages go")
+    events_partitions: int = Field(4, ge=1, description="Partitions of the events and recommendations topics")
+    app_id: str = Field("recstream", description="Faust app id: the consumer group and the table changelog prefix")
+
+    # Worker
+    data_dir: Path = Field(Path(".recstream/data"), description="RocksDB tables and the item index files")
+    worker_id: str = Field("worker-1", description="Names this worker's local state folder; unique per host")
+    batch_max: int = Field(500, ge=1, description="Most events handled per batch")
+    batch_wait_ms: int = Field(10, ge=0, description="How long a batch waits to fill, in ms")
+    index_save_interval_s: float = Field(5.0, gt=0, description="How often a changed item index is saved to disk")
+    encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
+    max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger events are dead-lettered")
+    max_query_chars: int = Field(1_000, ge=1, description="Longer search queries are dead-lettered")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Worker log level")
+
+    # Recommendation
+    top_k: int = Field(20, ge=1, le=1000, description="Items per recommendation list")
+    model_version: str = Field("recstream-0.1", description="Stamped on each published list")
+    short_half_life_s: float = Field(1800.0, gt=0, description="Session (short-term) interest half-life, event time")
+    long_half_life_days: float = Field(30.0, gt=0, description="Long-term interest half-life, event time")
+
+    # Observability
+    metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 = off)")
+
+    # Data
+    movielens: Path | None = Field(None, description="MovieLens folder (ml-latest-small format) for demo/replay")
+
+    @cached_property
+    def core(self) -> CoreParams:
+        return CoreParams(
+            top_k=self.top_k,
+            short_half_life_s=self.short_half_life_s,
+            long_half_life_s=self.long_half_life_days * 86_400.0,
+        )
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.data_dir / self.worker_id
+
+    @property
+    def index_dir(self) -> Path:
+        return self.worker_dir / "index"
+
+    def confluent_config(self) -> dict[str, str]:
+        """librdkafka settings for every confluent-kafka client recstream creates."""
+        conf = {"bootstrap.servers": self.kafka_bootstrap, "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return conf

@@ -1,0 +1,59 @@
+"""The topic layout recstream expects, and creating it with the Kafka admin API.
+
+deploy/kafka/topics.json describes the same layout for docker-compose; a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    p = settings.events_partitions
+    return [
+        TopicSpec(settings.topic_events, p, {"retention.ms": str(7 * DAY_MS)}),
+        # The catalog is a compacted log keyed by item id: the latest version of each item survives.
+        TopicSpec(settings.topic_items, 1, {"cleanup.policy": "compact"}),
+        # Latest list per user; the same partition count as events keeps a user's input and output aligned.
+        TopicSpec(settings.topic_recommendations, p, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_dead_letter, 1, {"retention.ms": str(14 * DAY_MS)}),
+    ]
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:
+    """Create missing topics; existing ones are left alone. Returns the names created."""
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config) for s in missing],
+        request_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another worker won the race
+                raise
+    log.info("created topics", extra={"topics": created})
+    return created
