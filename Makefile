@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration lint clean bench eval
+.PHONY: install demo test test-all test-integration lint clean bench-replay
 
 install: $(STAMP)
 
@@ -38,3 +38,6 @@ lint: install
 
 clean:
 	rm -rf .recstream .pytest_cache .hypothesis
+
+bench-replay: install
+	$(BIN)/recstream bench-replay --write BENCHMARKS.md

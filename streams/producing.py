@@ -31,6 +31,9 @@ def make_producer(settings: Settings, **overrides: str | int) -> Producer:
         "linger.ms": 5,
         "enable.idempotence": True,
         "compression.type": "lz4",
+        # Broker disconnects are normal when it stops first; errors still surface in delivery reports.
+        "log.connection.close": False,
+        "logger": logging.getLogger("librdkafka"),
     }
     conf.update(overrides)
     return Producer(conf)

@@ -178,6 +178,15 @@ def split_flags(args: str) -> tuple[dict[str, str], list[str]]:
     return flags, tokens
 
 
+def copy_sources(ins: Instruction) -> tuple[dict[str, str], list[str]]:
+    """COPY/ADD flags and sources (relative, without trailing slash); shell or JSON form."""
+    flags, words = split_flags(ins.args)
+    if ins.args.lstrip().startswith("[") or (words and words[0].startswith("[")):
+        json_part = ins.args[ins.args.index("[") :]
+        words = json.loads(json_part)
+    return flags, [w.rstrip("/").removeprefix("./") or "." for w in words[:-1]]
+
+
 def exec_form(args: str) -> list[str]:
     """CMD/ENTRYPOINT/RUN arguments as argv (shell form becomes /bin/sh -c ...)."""
     if args.startswith("["):
@@ -580,24 +589,19 @@ def test_dockerfile_installs_cpu_torch_before_the_project(instructions, pyprojec
 
 
 def test_dockerfile_copies_what_pip_install_needs(instructions, pyproject):
-    copies = [(n, i) for n, i in enumerate(instructions) if i.keyword in {"COPY", "ADD"}]
-    copied: set[str] = set()
-    for n, ins in copies:
-        flags, words = split_flags(ins.args)
-        if "from" in flags:
-            continue
-        if words and words[0].startswith("["):
-            words = json.loads(" ".join(words))
-        for src in words[:-1]:
-            matches = list(ROOT.glob(src.rstrip("/"))) if any(c in src for c in "*?[") else [ROOT / src]
-            assert any(m.exists() for m in matches), f"line {ins.line}: COPY source {src} does not exist"
-            copied.add(src.rstrip("/").removeprefix("./"))
-
     project_run = min(n for n, i in enumerate(instructions) if i.keyword == "RUN" and installs_project(i.args))
     before = set()
-    for n, ins in copies:
-        if n < project_run and "from" not in split_flags(ins.args)[0]:
-            before |= {w.rstrip("/").removeprefix("./") for w in split_flags(ins.args)[1][:-1]}
+    for n, ins in enumerate(instructions):
+        if ins.keyword not in {"COPY", "ADD"}:
+            continue
+        flags, sources = copy_sources(ins)
+        if "from" in flags:
+            continue
+        for src in sources:
+            matches = list(ROOT.glob(src)) if any(c in src for c in "*?[") else [ROOT / src]
+            assert any(m.exists() for m in matches), f"line {ins.line}: COPY source {src} does not exist"
+            if n < project_run:
+                before.add(src)
 
     needed = {"pyproject.toml", pyproject["project"]["readme"]}
     include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
@@ -615,9 +619,9 @@ def test_dockerignore_keeps_sources_and_drops_local_state(instructions):
     sources = []
     for ins in instructions:
         if ins.keyword in {"COPY", "ADD"}:
-            flags, words = split_flags(ins.args)
+            flags, srcs = copy_sources(ins)
             if "from" not in flags:
-                sources += [w.rstrip("/").removeprefix("./") for w in words[:-1]]
+                sources += srcs
     for src in sources:
         path = ROOT / src
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]

@@ -1,0 +1,139 @@
+"""Reading the recommendations topic from outside, as a downstream app would.
+
+Used by `recstream recs`, the replay measurement and the integration tests, so all of them see
+exactly what a subscriber sees.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Seen:
+    user_id: str
+    value: dict[str, Any]
+    kafka_ts_ms: int
+    received_at: float
+
+
+def _consumer(settings: Settings) -> Consumer:
+    return Consumer(
+        {
+            **settings.confluent_config(),
+            "group.id": f"recstream-watch-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+
+
+def _assign_all(consumer: Consumer, topic: str, start: int) -> None:
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    if meta.error is not None:
+        raise RuntimeError(f"topic {topic} is not available: {meta.error}")
+    consumer.assign([TopicPartition(topic, p, start) for p in meta.partitions])
+
+
+def _decode(msg: Any) -> Seen | None:
+    if msg is None or msg.error() or msg.value() is None:
+        return None
+    value = json.loads(msg.value())
+    return Seen(value["user_id"], value, msg.timestamp()[1], time.time())
+
+
+class RecommendationWatcher:
+    """Collects every list published from now on (or from the beginning), in a background thread."""
+
+    def __init__(self, settings: Settings, from_beginning: bool = False) -> None:
+        self._consumer = _consumer(settings)
+        _assign_all(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
+        self.seen: list[Seen] = []
+        self.latest: dict[str, Seen] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        # Make sure the end offsets are fixed before anyone produces.
+        self._consumer.poll(0.5)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(num_messages=500, timeout=0.2):
+                seen = _decode(msg)
+                if seen is None:
+                    continue
+                with self._lock:
+                    self.seen.append(seen)
+                    self.latest[seen.user_id] = seen
+
+    def wait_for(self, user_id: str, timeout: float = 10.0, after: float = 0.0) -> Seen | None:
+        """The newest list for `user_id` received after `after` (epoch s), or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                seen = self.latest.get(user_id)
+            if seen is not None and seen.received_at >= after:
+                return seen
+            time.sleep(0.01)
+        return None
+
+    def wait_for_trigger(self, event_id: str, timeout: float = 10.0) -> Seen | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for seen in reversed(self.seen):
+                    if seen.value.get("trigger_event_id") == event_id:
+                        return seen
+            time.sleep(0.02)
+        return None
+
+    def snapshot(self) -> list[Seen]:
+        with self._lock:
+            return list(self.seen)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+    def __enter__(self) -> RecommendationWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def latest_for_user(settings: Settings, user_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    """Scan the recommendations topic to its end and return the user's newest list."""
+    consumer = _consumer(settings)
+    try:
+        topic = settings.topic_recommendations
+        _assign_all(consumer, topic, OFFSET_BEGINNING)
+        ends = {}
+        for tp in consumer.assignment():
+            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            ends[tp.partition] = high
+        pending = {p for p, high in ends.items() if high > 0}
+        found: dict[str, Any] | None = None
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    continue
+                if msg.key() == user_id.encode():
+                    found = json.loads(msg.value()) if msg.value() is not None else None  # None: erased
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    pending.discard(msg.partition())
+        return found
+    finally:
+        consumer.close()

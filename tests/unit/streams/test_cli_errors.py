@@ -1,0 +1,45 @@
+"""CLI failures are one readable line and a non-zero exit, never a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_missing_movielens_folder(tmp_path) -> None:
+    result = run("items", "load", "--movielens", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "movies.csv" in lines[0] and "--movielens" in lines[0]
+
+
+def test_bad_setting_is_reported_not_raised() -> None:
+    result = run("items", "load", "--generated", env={"RECSTREAM_TOP_K": "lots"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "RECSTREAM_TOP_K" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["--help"], ["replay", "--help"], ["items", "load", "--help"], ["demo", "--help"]])
+def test_every_command_documents_itself(command: list[str]) -> None:
+    result = run(*command)
+    assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_download_without_network_fails_cleanly(tmp_path) -> None:
+    from models.datasets import DatasetError
+    from models.datasets.movielens import download
+
+    with pytest.raises(DatasetError, match="download it by hand"):
+        download(tmp_path, url="http://127.0.0.1:9/ml-latest-small.zip", timeout=2)
