@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.settings import Settings
 
 
 class StackError(RuntimeError):
@@ -96,6 +97,11 @@ class LocalStack:
             self.broker = EmbeddedBroker(free_port(), log_file=self.root / "broker.log").start()
             self.bootstrap = self.broker.bootstrap
         return self.bootstrap
+
+    def settings(self) -> Settings:
+        """Client settings that match this stack's workers (bootstrap, topic names, app id)."""
+        env = {k[len("RECSTREAM_"):].lower(): v for k, v in self.extra_env.items() if k.startswith("RECSTREAM_")}
+        return Settings(**{**env, "kafka_bootstrap": self.start_broker()})
 
     def worker_env(self, worker_id: str, metrics_port: int) -> dict[str, str]:
         assert self.bootstrap is not None, "start the broker first"

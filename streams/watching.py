@@ -113,6 +113,20 @@ class RecommendationWatcher:
         self.close()
 
 
+def read_topic(settings: Settings, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
+    """Up to `count` messages from the start of `topic` (all partitions, no consumer group: no join wait)."""
+    consumer = _consumer(settings)
+    try:
+        _assign_all(consumer, topic, OFFSET_BEGINNING)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(num_messages=count, timeout=0.2) if not m.error())
+        return out
+    finally:
+        consumer.close()
+
+
 def latest_for_user(settings: Settings, user_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
     """Scan the recommendations topic to its end and return the user's newest list."""
     consumer = _consumer(settings)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker, free_port
-from streams.settings import Settings
 from streams.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -56,11 +55,6 @@ def isolated_env() -> dict[str, str]:
         "RECSTREAM_TOPIC_DEAD_LETTER": f"t{tag}.dead-letter",
         "RECSTREAM_LOG_LEVEL": "INFO",
     }
-
-
-def stack_settings(stack: LocalStack) -> Settings:
-    env = {k[len("RECSTREAM_"):].lower(): v for k, v in stack.extra_env.items() if k.startswith("RECSTREAM_")}
-    return Settings(kafka_bootstrap=stack.bootstrap, **env)
 
 
 @pytest.fixture(scope="module")

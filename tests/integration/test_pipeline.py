@@ -8,15 +8,13 @@ import time
 
 import jsonschema
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from models.datasets.synthetic import generate_catalog
 from schemas.records import Event, EventType, Item, json_schema
 from streams.producing import Publisher, make_producer, publish_events, publish_items
 from streams.stack import LocalStack, WorkerProcess
-from streams.watching import RecommendationWatcher
-
-from .conftest import stack_settings
+from streams.watching import RecommendationWatcher, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +28,7 @@ def purchase(user: str, item_id: str, n: int, kind: EventType = EventType.PURCHA
 
 @pytest.fixture(scope="module")
 def worker(stack: LocalStack) -> WorkerProcess:
-    settings = stack_settings(stack)
+    settings = stack.settings()
     publisher = Publisher(make_producer(settings))
     publish_items(publisher, settings.topic_items, CATALOG)
     publisher.flush()
@@ -41,7 +39,7 @@ def worker(stack: LocalStack) -> WorkerProcess:
 
 @pytest.fixture()
 def settings(stack: LocalStack):
-    return stack_settings(stack)
+    return stack.settings()
 
 
 @pytest.fixture()
@@ -100,16 +98,7 @@ def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(worker, setti
     send(publisher, settings, [good])
     assert watcher.wait_for_trigger(good.event_id, timeout=15) is not None
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "dlq-check",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([settings.topic_dead_letter])
-    letters = []
-    deadline = time.monotonic() + 20
-    while len(letters) < len(bad) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            letters.append(json.loads(msg.value()))
-    consumer.close()
+    letters = [json.loads(m.value()) for m in read_topic(settings, settings.topic_dead_letter, len(bad), timeout=20)]
     originals = {base64.b64decode(d["original_b64"]) for d in letters}
     assert originals == set(bad)
     reasons = {base64.b64decode(d["original_b64"]): d["reason"] for d in letters}

@@ -12,13 +12,11 @@ from streams.producing import Publisher, make_producer, publish_events, publish_
 from streams.stack import LocalStack
 from streams.watching import RecommendationWatcher
 
-from .conftest import stack_settings
-
 pytestmark = pytest.mark.integration
 
 
 def test_state_and_index_survive_a_restart(stack: LocalStack) -> None:
-    settings = stack_settings(stack)
+    settings = stack.settings()
     catalog = generate_catalog()
     publisher = Publisher(make_producer(settings))
     publish_items(publisher, settings.topic_items, catalog)
