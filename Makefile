@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration lint clean bench-replay
+.PHONY: install demo test test-all test-integration lint clean bench-replay kcat-lib
 
 install: $(STAMP)
 
@@ -41,3 +41,9 @@ clean:
 
 bench-replay: install
 	$(BIN)/recstream bench-replay --write BENCHMARKS.md
+
+# kcat from Debian links librdkafka 2.0.2, which the embedded broker rejects: link the wheel's newer one.
+kcat-lib: install
+	@mkdir -p .recstream/kcat-lib
+	@ln -sf "$$($(BIN)/python -c 'import confluent_kafka, pathlib; d = pathlib.Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"; print(next(d.glob("librdkafka*.so*")))')" .recstream/kcat-lib/librdkafka.so.1
+	@echo "export LD_LIBRARY_PATH=$$PWD/.recstream/kcat-lib"
