@@ -81,10 +81,14 @@ class ItemIndex:
         return meta is None or meta.text_hash != digest
 
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
-        """Stored unit vectors of known items (deleted ones included), rows in the given order."""
+        """Stored unit vectors of live items, rows in the given order (hnswlib cannot read deleted ones)."""
         if not item_ids:
             return np.zeros((0, self.dim), dtype=np.float32)
-        labels = [self._meta[i].label for i in item_ids]
+        metas = [self._meta[i] for i in item_ids]
+        deleted = [m.item_id for m in metas if m.deleted]
+        if deleted:
+            raise KeyError(f"items deleted from the catalog: {deleted[:5]}")
+        labels = [m.label for m in metas]
         return np.asarray(self._hnsw.get_items(labels, return_type="numpy"), dtype=np.float32)
 
     def item_ids(self, live_only: bool = True) -> Iterable[str]:

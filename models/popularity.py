@@ -32,7 +32,9 @@ class RecentPopularity:
 
     def forget(self, item_id: str) -> None:
         """Deleted items must stop being suggested at once, not after they age out of the window."""
-        self._counts.pop(item_id, None)
+        if self._counts.pop(item_id, None) is not None:
+            # Drop its window entries too, or their eviction later would count it back in (negatively).
+            self._window = deque(x for x in self._window if x != item_id)
 
     def top(self, n: int, exclude: Container[str] = ()) -> list[tuple[str, int]]:
         if n <= 0:

@@ -68,11 +68,11 @@ def _popular_fill(
 
 
 def _anchors(state: UserState, index: ItemIndex) -> list[tuple[str, str]]:
-    """Newest distinct positive history items that the index knows, newest first."""
+    """Newest distinct positive history items still in the catalog, newest first."""
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
     for item_id, kind in reversed(state.recent):
-        if kind in _VERBS and item_id not in seen and index.meta(item_id) is not None:
+        if kind in _VERBS and item_id not in seen and item_id in index:
             seen.add(item_id)
             out.append((item_id, kind))
             if len(out) == _ANCHORS:
@@ -91,7 +91,8 @@ def _explain(state: UserState, kept: list[tuple[str, float]], index: ItemIndex) 
         anchor_vecs.append(state.query_vec.reshape(1, -1))
         labels.append(f"matches your search '{_shorten(state.last_query)}'")
     if not labels:
-        return [Scored(item_id, round(score, 4), "similar to what you liked") for item_id, score in kept]
+        # Nothing positive to explain by (only dislikes, or deleted items): the popularity fill answers.
+        return []
     cand = index.vectors([item_id for item_id, _ in kept])
     sims = cand @ np.concatenate(anchor_vecs).T
     best = sims.argmax(axis=1)

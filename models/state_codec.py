@@ -65,7 +65,7 @@ def decode_state(data: bytes) -> UserState:
             last_query=header["last_query"],
             query_vec=vecs[2].copy() if n_vecs == 3 else None,
         )
-    except (KeyError, ValueError, TypeError, struct.error) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError, struct.error) as exc:
         if isinstance(exc, StateDecodeError):
             raise
         raise StateDecodeError(f"user state is corrupt: {exc}") from exc

@@ -42,6 +42,8 @@ def _validate(model: type[Event] | type[Item], data: bytes | None, limits: Limit
         raise InvalidMessage(INVALID_JSON, "message has no value")
     if len(data) > limits.max_bytes:
         raise InvalidMessage(TOO_LARGE, f"{len(data)} bytes is over the {limits.max_bytes}-byte limit")
+    if b"NaN" in data or b"Infinity" in data:
+        _reject_non_json_numbers(data)
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
@@ -50,6 +52,18 @@ def _validate(model: type[Event] | type[Item], data: bytes | None, limits: Limit
             raise InvalidMessage(INVALID_JSON, errors[0]["msg"][:300]) from None
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(value)'}: {e['msg']}" for e in errors[:5])
         raise InvalidMessage(SCHEMA, detail[:500]) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _reject_non_json_numbers(data: bytes) -> None:
+    """NaN and Infinity are not JSON (RFC 8259), but pydantic's parser accepts them; the slow path is rare."""
+    try:
+        json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage(INVALID_JSON, str(exc)[:300]) from None
 
 
 def decode_event(data: bytes | None, limits: Limits = Limits()) -> Event:

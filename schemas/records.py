@@ -11,9 +11,9 @@ import json
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class EventType(StrEnum):
@@ -39,6 +39,14 @@ class Event(BaseModel):
     query: str | None = None
     ts: int = Field(ge=0)
 
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _whole_float_is_an_integer(cls, value: Any) -> Any:
+        """JSON Schema counts 1.0 as an integer; so do we (1.5 and "1" stay invalid)."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @model_validator(mode="after")
     def _item_or_query(self) -> Event:
         if self.type is EventType.SEARCH:
@@ -57,7 +65,7 @@ class Item(BaseModel):
     item_id: str = Field(min_length=1, max_length=256)
     title: str | None = Field(default=None, max_length=1024)
     description: str | None = Field(default=None, max_length=8192)
-    categories: list[str] = Field(default_factory=list, max_length=64)
+    categories: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=64)
     op: Literal["upsert", "delete"] = "upsert"
 
     @model_validator(mode="after")

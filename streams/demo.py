@@ -77,9 +77,11 @@ def run_demo(settings: Settings, source: Source, limit: int, keep_running: bool 
             click.echo(format_list(seen.value, titles))
             genres = {i.item_id: i.categories for i in catalog}
             scifi = sum("Sci-Fi" in genres.get(r["item_id"], []) for r in seen.value["items"])
+            repeated = {r["item_id"] for r in seen.value["items"]} & {p.item_id for p in picks}
             _say(
                 f"   answered {(seen.received_at - sent) * 1000:.0f} ms after the purchases were sent; "
-                f"{scifi}/{len(seen.value['items'])} recommended items are Sci-Fi; none is a purchased film"
+                f"{scifi}/{len(seen.value['items'])} recommended items are Sci-Fi; "
+                + (f"PURCHASED FILMS IN THE LIST: {sorted(repeated)}" if repeated else "none is a purchased film")
             )
         url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
         _say(f"6. Prometheus metrics: {url}   (`recstream recs USER_ID` reads any user's list)")

@@ -257,12 +257,10 @@ def test_exists_false_for_missing_or_partial(tmp_path: Path) -> None:
     assert not ItemIndex.exists(partial)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ItemIndex.vectors documents 'deleted ones included' but hnswlib get_items raises "
-    "RuntimeError('Label not found') for a mark-deleted label",
-)
-def test_vectors_of_deleted_items_are_returned() -> None:
+def test_vectors_of_deleted_items_are_refused_with_a_key_error() -> None:
     idx = _small()
     idx.delete("a")
+    with pytest.raises(KeyError, match="deleted"):
+        idx.vectors(["a"])
+    idx.upsert("a", "A", [], "h-a", None)  # revived with its old vector
     np.testing.assert_allclose(idx.vectors(["a"])[0], E[0], atol=1e-6)

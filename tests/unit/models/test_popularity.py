@@ -77,11 +77,6 @@ def test_forget_removes_at_once() -> None:
     assert p.top(5) == [("b", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: forget() drops the count but leaves the item in the window deque; when that stale entry is "
-    "evicted the item comes back with a negative count (top() returns ('a', -1))",
-)
 def test_forgotten_item_does_not_come_back_when_its_old_entries_age_out() -> None:
     p = RecentPopularity(2)
     p.observe("a")
@@ -93,10 +88,6 @@ def test_forgotten_item_does_not_come_back_when_its_old_entries_age_out() -> Non
     assert len(p) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after forget() and a revival, evicting the stale pre-forget entries decrements the new count",
-)
 def test_revived_item_is_counted_from_its_new_observations() -> None:
     p = RecentPopularity(3)
     p.observe("a")

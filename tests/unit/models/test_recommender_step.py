@@ -1,0 +1,247 @@
+"""Recommender.step (models.pipeline): one batch in, coalesced states and one list per touched user out."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+from models.index import ItemIndex
+from models.interest import UserState, apply_event
+from models.params import CoreParams
+from models.pipeline import Positioned, Recommender, is_redelivery
+from models.popularity import RecentPopularity
+from models.ranking import POPULAR_REASON
+from schemas.records import Event, EventType
+
+DIM = 8
+
+
+class HashEncoder:
+    """Deterministic stand-in for the sentence encoder: the same text always gives the same unit vector."""
+
+    name = "hash-test"
+
+    def __init__(self, dim: int = DIM) -> None:
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+            v = np.random.default_rng(seed).normal(size=self.dim)
+            out[row] = v / np.linalg.norm(v)
+        return out
+
+
+def _vecs(n: int = 12, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+VECS = _vecs()
+
+
+def _recommender(top_k: int = 4) -> tuple[Recommender, HashEncoder]:
+    idx = ItemIndex(DIM, capacity=4)
+    for n, v in enumerate(VECS):
+        idx.upsert(f"i{n}", f"Title {n}", [], f"h{n}", v)
+    enc = HashEncoder()
+    return Recommender(idx, enc, CoreParams(top_k=top_k)), enc
+
+
+def _ev(eid: str, user: str, kind: EventType, item: str | None = None, ts: int = 1, query: str | None = None) -> Event:
+    if kind is EventType.SEARCH:
+        return Event(event_id=eid, user_id=user, type=kind, query=query, ts=ts)
+    return Event(event_id=eid, user_id=user, type=kind, item_id=item, ts=ts)
+
+
+def test_coalesces_events_of_one_user() -> None:
+    rec, _ = _recommender()
+    u_events = [
+        _ev("e1", "u", EventType.CLICK, "i0", ts=10),
+        _ev("e3", "u", EventType.PURCHASE, "i1", ts=20),
+        _ev("e4", "u", EventType.BROWSE, "i2", ts=30),
+    ]
+    v_event = _ev("e2", "v", EventType.CLICK, "i5", ts=15)
+    batch = [Positioned(u_events[0], 100), Positioned(v_event, 101), Positioned(u_events[1], 102), Positioned(u_events[2], 103)]
+    out = rec.step({}, batch)
+
+    assert set(out.states) == {"u", "v"}
+    assert set(out.recommendations) == {"u", "v"}
+    assert out.triggers == {"u": u_events[2], "v": v_event}
+    assert out.applied == [u_events[0], v_event, u_events[1], u_events[2]]
+    assert out.duplicates == [] and out.unknown_items == 0
+
+    # The coalesced state is exactly the events folded one by one.
+    expected = UserState.empty(DIM)
+    for ev, off, n in zip(u_events, (100, 102, 103), (0, 1, 2)):
+        expected = apply_event(expected, ev, rec.params, item_vec=VECS[n], offset=off)
+    u = out.states["u"]
+    np.testing.assert_allclose(u.long, expected.long, rtol=1e-6)
+    np.testing.assert_allclose(u.short, expected.short, rtol=1e-6)
+    assert (u.events_applied, u.last_event_id, u.last_offset, u.last_ts) == (3, "e4", 103, 30)
+    assert u.excluded == {"i1"}
+    assert out.states["v"].events_applied == 1
+
+    recs = out.recommendations["u"]
+    assert len(recs) == rec.params.top_k
+    assert "i1" not in {r.item_id for r in recs}
+    assert all(r.reason.startswith("because you ") for r in recs)
+
+
+def test_existing_states_are_continued_not_restarted() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.PURCHASE, "i0"), 5)])
+    second = rec.step(dict(first.states), [Positioned(_ev("e2", "u", EventType.CLICK, "i3"), 6)])
+    u = second.states["u"]
+    assert u.events_applied == 2
+    assert u.excluded == {"i0"}
+    assert u.recent == (("i0", "purchase"), ("i3", "click"))
+    assert "i0" not in {r.item_id for r in second.recommendations["u"]}
+
+
+def test_redeliveries_are_skipped_and_counted() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 10), Positioned(_ev("e2", "u", EventType.CLICK, "i1"), 11)])
+    state = first.states["u"]
+    same_offset = Positioned(_ev("e2", "u", EventType.CLICK, "i1"), 11)
+    lower_offset = Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 10)
+    same_id_no_offset = Positioned(_ev("e2", "u", EventType.CLICK, "i1"), -1)
+    fresh = Positioned(_ev("e3", "u", EventType.PURCHASE, "i4"), 12)
+    again = Positioned(_ev("e3", "u", EventType.PURCHASE, "i4"), 12)  # redelivered within the same batch
+
+    out = rec.step({"u": state}, [same_offset, lower_offset, same_id_no_offset, fresh, again])
+    assert out.duplicates == [same_offset.event, lower_offset.event, same_id_no_offset.event, again.event]
+    assert out.applied == [fresh.event]
+    u = out.states["u"]
+    assert u.events_applied == 3 and u.last_offset == 12 and u.last_event_id == "e3"
+    assert out.triggers == {"u": fresh.event}
+
+
+def test_user_with_only_redeliveries_gets_no_new_list() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 10)])
+    out = rec.step(dict(first.states), [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 10)])
+    assert out.states == {} and out.recommendations == {} and out.triggers == {}
+    assert len(out.duplicates) == 1 and out.applied == []
+
+
+def test_is_redelivery() -> None:
+    fresh = UserState.empty(DIM)
+    ev = _ev("e1", "u", EventType.CLICK, "i0")
+    assert not is_redelivery(fresh, Positioned(ev, 0))
+    assert not is_redelivery(fresh, Positioned(ev, -1))
+    seen = apply_event(fresh, ev, CoreParams(), item_vec=VECS[0], offset=7)
+    assert is_redelivery(seen, Positioned(ev, 7))
+    assert is_redelivery(seen, Positioned(_ev("other", "u", EventType.CLICK, "i0"), 3))
+    assert is_redelivery(seen, Positioned(ev, -1))
+    assert is_redelivery(seen, Positioned(ev, 8))  # same event id, even at a new offset
+    assert not is_redelivery(seen, Positioned(_ev("e2", "u", EventType.CLICK, "i0"), 8))
+    assert not is_redelivery(seen, Positioned(_ev("e2", "u", EventType.CLICK, "i0"), -1))
+
+
+def test_unknown_items_are_counted_not_fatal() -> None:
+    rec, _ = _recommender()
+    batch = [
+        Positioned(_ev("e1", "u", EventType.PURCHASE, "ghost-1"), 1),
+        Positioned(_ev("e2", "u", EventType.CLICK, "ghost-2"), 2),
+        Positioned(_ev("e3", "w", EventType.CLICK, "i2"), 3),
+    ]
+    out = rec.step({}, batch)
+    assert out.unknown_items == 2
+    assert len(out.applied) == 3
+    u = out.states["u"]
+    assert u.events_applied == 2 and u.excluded == {"ghost-1"}
+    assert not u.long.any() and not u.short.any()
+    # No taste yet: the list comes from popularity (what w just clicked), never the ghosts.
+    assert [(r.item_id, r.reason) for r in out.recommendations["u"]] == [("i2", POPULAR_REASON)]
+    assert len(rec.popularity) == 1
+
+
+def test_popularity_counts_known_non_dislike_events() -> None:
+    rec, _ = _recommender()
+    batch = [
+        Positioned(_ev("e1", "a", EventType.CLICK, "i0"), 1),
+        Positioned(_ev("e2", "b", EventType.PURCHASE, "i0"), 1),
+        Positioned(_ev("e3", "c", EventType.BROWSE, "i1"), 1),
+        Positioned(_ev("e4", "d", EventType.DISLIKE, "i2"), 1),
+        Positioned(_ev("e5", "e", EventType.CLICK, "ghost"), 1),
+        Positioned(_ev("e6", "f", EventType.SEARCH, query="robots"), 1),
+    ]
+    rec.step({}, batch)
+    assert rec.popularity.top(10) == [("i0", 2), ("i1", 1)]
+
+
+def test_shared_popularity_object_is_used() -> None:
+    idx = ItemIndex(DIM, capacity=4)
+    idx.upsert("i0", "T", [], "h", VECS[0])
+    pop = RecentPopularity(10)
+    rec = Recommender(idx, HashEncoder(), CoreParams(), popularity=pop)
+    rec.step({}, [Positioned(_ev("e1", "a", EventType.CLICK, "i0"), 1)])
+    assert pop.top(1) == [("i0", 1)]
+
+
+def test_search_events_are_encoded_once_per_batch() -> None:
+    rec, enc = _recommender()
+    batch = [
+        Positioned(_ev("s1", "u", EventType.SEARCH, query="space horror"), 1),
+        Positioned(_ev("c1", "v", EventType.CLICK, "i0"), 2),
+        Positioned(_ev("s2", "v", EventType.SEARCH, query="romantic comedy"), 3),
+    ]
+    out = rec.step({}, batch)
+    assert enc.calls == [["space horror", "romantic comedy"]]
+    u = out.states["u"]
+    assert u.last_query == "space horror"
+    np.testing.assert_allclose(u.query_vec, enc.encode(["space horror"])[0], rtol=1e-6)
+    assert not u.long.any()  # search steers the session only
+    assert all(r.reason == "matches your search 'space horror'" for r in out.recommendations["u"])
+    assert out.states["v"].last_query == "romantic comedy"
+
+
+def test_no_search_no_encoder_call_and_empty_batch() -> None:
+    rec, enc = _recommender()
+    rec.step({}, [Positioned(_ev("c1", "v", EventType.CLICK, "i0"), 2)])
+    out = rec.step({}, [])
+    assert enc.calls == []
+    assert out.states == {} and out.recommendations == {} and out.applied == [] and out.duplicates == []
+
+
+def test_states_passed_in_are_not_mutated() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0", ts=1), 1), Positioned(_ev("s", "u", EventType.SEARCH, query="x", ts=2), 2)])
+    before = first.states["u"]
+    snapshot = (before.long.copy(), before.short.copy(), before.query_vec.copy())  # type: ignore[union-attr]
+    fields = (before.events_applied, before.last_event_id, before.last_offset, before.recent, before.excluded, before.last_query)
+    states = {"u": before}
+    out = rec.step(
+        states,
+        [
+            Positioned(_ev("e2", "u", EventType.PURCHASE, "i3", ts=10**9), 3),
+            Positioned(_ev("s2", "u", EventType.SEARCH, query="y", ts=10**9), 4),
+        ],
+    )
+    assert states == {"u": before} and states["u"] is before
+    np.testing.assert_array_equal(before.long, snapshot[0])
+    np.testing.assert_array_equal(before.short, snapshot[1])
+    np.testing.assert_array_equal(before.query_vec, snapshot[2])
+    assert (before.events_applied, before.last_event_id, before.last_offset, before.recent, before.excluded, before.last_query) == fields
+    assert out.states["u"] is not before and out.states["u"].events_applied == 4
+
+
+def test_none_state_is_a_new_user() -> None:
+    rec, _ = _recommender()
+    out = rec.step({"u": None}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 0)])
+    assert out.states["u"].events_applied == 1
+
+
+def test_step_survives_deleted_history_item() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1)])
+    rec.index.delete("i0")
+    out = rec.step(dict(first.states), [Positioned(_ev("e2", "u", EventType.CLICK, "i1"), 2)])
+    assert "i0" not in {r.item_id for r in out.recommendations["u"]}
