@@ -131,6 +131,17 @@ def test_nan_and_infinity_literals_are_invalid_json(data: bytes) -> None:
     assert _reason(data) == INVALID_JSON
 
 
+def test_nan_and_infinity_inside_strings_are_fine() -> None:
+    doc = {"event_id": "NaN", "user_id": "Infinity", "type": "search", "query": "NaN -Infinity and beyond", "ts": 1}
+    ev = decode_event(_raw(doc))
+    assert ev.query == "NaN -Infinity and beyond" and ev.event_id == "NaN"
+    item = decode_item(_raw({"item_id": "m", "op": "upsert", "title": "Infinity Pool (2023)", "categories": ["NaN"]}))
+    assert item.title == "Infinity Pool (2023)"
+    # Still strict about everything else in such a message.
+    assert _reason(_raw({**doc, "ts": "NaN"})) == SCHEMA
+    assert _reason(_raw(doc)[:-1]) == INVALID_JSON
+
+
 def test_nan_and_infinity_literals_are_never_accepted() -> None:
     # Whatever the reason code, such a message must not decode.
     for literal in (b"NaN", b"Infinity", b"-Infinity"):

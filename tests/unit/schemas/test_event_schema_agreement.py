@@ -54,7 +54,12 @@ def _ids(max_len: int = 256) -> st.SearchStrategy[str]:
     return st.text(min_size=1, max_size=12) | st.text(min_size=max_len - 2, max_size=max_len)
 
 
-_ts = st.integers(min_value=0, max_value=2**53) | st.just(0) | st.integers(min_value=2**53, max_value=2**70)
+_ts = (
+    st.integers(min_value=0, max_value=2**53)
+    | st.just(0)
+    | st.integers(min_value=2**53, max_value=2**70)
+    | st.integers(min_value=0, max_value=2**53).map(float)  # JSON Schema integers include 1.0
+)
 _absent = object()
 
 
@@ -193,7 +198,13 @@ def test_event_examples(doc: Any, valid: bool) -> None:
 
 
 def test_event_whole_number_float_ts_agrees() -> None:
-    _agree(EVENT_V, Event, {"event_id": "e", "user_id": "u", "type": "click", "item_id": "i", "ts": 1.0})
+    # JSON Schema integers include 1.0; the model accepts it too and stores an int.
+    doc = {"event_id": "e", "user_id": "u", "type": "click", "item_id": "i", "ts": 1.0}
+    assert _agree(EVENT_V, Event, doc) is True
+    ts = Event.model_validate_json(json.dumps(doc)).ts
+    assert ts == 1 and type(ts) is int
+    assert _agree(EVENT_V, Event, {**doc, "ts": 1.5}) is False
+    assert _agree(EVENT_V, Event, {**doc, "ts": -1.0}) is False
 
 
 # -- items ------------------------------------------------------------------------------------
@@ -201,18 +212,19 @@ def test_event_whole_number_float_ts_agrees() -> None:
 
 @st.composite
 def valid_items(draw: st.DrawFn) -> dict[str, Any]:
-    op = draw(st.sampled_from(["upsert", "delete"]))
+    op = draw(st.sampled_from(["upsert", "delete", _absent]))  # absent op means upsert
     doc: dict[str, Any] = {
         "item_id": draw(_ids()),
         "op": op,
         "title": draw(st.text(max_size=20) | st.text(min_size=1020, max_size=1024))
-        if op == "upsert"
-        else draw(st.just(_absent) | st.text(max_size=5)),
+        if op != "delete"
+        else draw(st.sampled_from([_absent, None]) | st.text(max_size=5)),
         "description": draw(st.sampled_from([_absent, None]) | st.text(max_size=40) | st.text(min_size=8190, max_size=8192)),
         "categories": draw(
             st.just(_absent)
             | st.lists(st.text(max_size=12), max_size=4)
             | st.lists(st.text(max_size=3), min_size=62, max_size=64)
+            | st.lists(st.text(min_size=250, max_size=256), min_size=1, max_size=2)
         ),
     }
     return _drop_absent(doc)
@@ -227,14 +239,13 @@ def mutated_items(draw: st.DrawFn) -> Any:
         )
     )
     if mutation == "missing":
-        # Dropping "op" is a known disagreement (test_item_without_op_agrees).
-        doc.pop(draw(st.sampled_from(sorted(k for k in doc if k != "op"))))
+        doc.pop(draw(st.sampled_from(sorted(doc))))
     elif mutation == "wrong_type":
         field = draw(st.sampled_from(["item_id", "title", "description", "categories", "op"]))
         if field == "categories":
             doc[field] = draw(st.text(max_size=3) | st.integers() | st.lists(st.integers() | st.none() | st.booleans(), min_size=1, max_size=3) | st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2))
-        elif field == "title":  # null title is a known disagreement (test_delete_with_null_title_agrees)
-            doc[field] = draw(st.integers() | st.booleans() | st.lists(st.text(max_size=2), max_size=2))
+        elif field == "title":  # null is fine on a delete only
+            doc[field] = draw(st.none() | st.integers() | st.booleans() | st.lists(st.text(max_size=2), max_size=2))
         else:
             doc[field] = draw(_wrong_type_for(field if field != "op" else "type"))
     elif mutation == "extra":
@@ -247,9 +258,10 @@ def mutated_items(draw: st.DrawFn) -> Any:
     elif mutation == "empty_id":
         doc["item_id"] = ""
     elif mutation == "too_long":
-        field = draw(st.sampled_from(["item_id", "title", "description"]))
-        limit = {"item_id": 256, "title": 1024, "description": 8192}[field]
-        doc[field] = "x" * (limit + draw(st.integers(min_value=1, max_value=3)))
+        field = draw(st.sampled_from(["item_id", "title", "description", "categories"]))
+        limit = {"item_id": 256, "title": 1024, "description": 8192, "categories": 256}[field]
+        too_long = "x" * (limit + draw(st.integers(min_value=1, max_value=3)))
+        doc[field] = [too_long] if field == "categories" else too_long
     elif mutation == "too_many":
         doc["categories"] = ["c"] * draw(st.integers(min_value=65, max_value=70))
     else:
@@ -288,15 +300,22 @@ def test_item_examples(doc: Any, valid: bool) -> None:
 
 
 def test_item_without_op_agrees() -> None:
-    _agree(ITEM_V, Item, {"item_id": "m1", "title": "Alien (1979)"})
+    # A missing op means upsert, on both sides: so it needs a title.
+    assert _agree(ITEM_V, Item, {"item_id": "m1", "title": "Alien (1979)"}) is True
+    assert Item.model_validate_json('{"item_id": "m1", "title": "t"}').op == "upsert"
+    assert _agree(ITEM_V, Item, {"item_id": "m1"}) is False
 
 
 def test_delete_with_null_title_agrees() -> None:
-    _agree(ITEM_V, Item, {"item_id": "m1", "op": "delete", "title": None})
+    assert _agree(ITEM_V, Item, {"item_id": "m1", "op": "delete", "title": None}) is True
+    assert _agree(ITEM_V, Item, {"item_id": "m1", "op": "upsert", "title": None}) is False
+    assert _agree(ITEM_V, Item, {"item_id": "m1", "title": None}) is False
 
 
 def test_long_category_agrees() -> None:
-    _agree(ITEM_V, Item, {"item_id": "m1", "op": "upsert", "title": "t", "categories": ["c" * 257]})
+    doc = {"item_id": "m1", "op": "upsert", "title": "t", "categories": ["c" * 256]}
+    assert _agree(ITEM_V, Item, doc) is True
+    assert _agree(ITEM_V, Item, {**doc, "categories": ["c" * 257]}) is False
 
 
 # -- what recstream writes --------------------------------------------------------------------
