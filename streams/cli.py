@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from models.datasets import DatasetError
 from streams.broker import BrokerError, EmbeddedBroker
-from streams.producing import DeliveryError, Publisher, make_producer, publish_items, paced
+from streams.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
+from streams.replay_bench import bench_replay
 from streams.settings import Settings
 from streams.stack import StackError
 from streams import sources
@@ -135,7 +136,7 @@ def replay(movielens: Path | None, generated: bool, rate: float | None, limit: i
         return
     with _bar(len(events), f"events from {source.name}") as bar:
         for event in paced(events, rate):
-            publisher.send(settings.topic_events, event.user_id, event.model_dump_json(exclude_none=True).encode())
+            publish_event(publisher, settings.topic_events, event)
             bar.update()
         publisher.flush()
     click.echo(f"published {len(events)} events to {settings.topic_events}")
@@ -197,13 +198,7 @@ def demo(movielens: Path | None, generated: bool, limit: int, keep_running: bool
     run_demo(settings, _source(movielens, generated, settings), limit, keep_running)
 
 
-def _register_benchmarks() -> None:
-    from streams.replay_bench import bench_replay
-
-    cli.add_command(bench_replay)
-
-
-_register_benchmarks()
+cli.add_command(bench_replay)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from schemas.records import Event
-from streams.producing import Publisher, paced
+from streams.producing import Publisher, paced, publish_event
 from streams.settings import Settings
 from streams.watching import RecommendationWatcher
 
@@ -50,7 +50,7 @@ def measured_replay(
         start = time.time()
         for event in paced(events, rate):
             sent_at[event.event_id] = time.time()
-            publisher.send(settings.topic_events, event.user_id, event.model_dump_json(exclude_none=True).encode())
+            publish_event(publisher, settings.topic_events, event)
         publisher.flush()
         pending = set(last_event_of_user.values())
         deadline = time.monotonic() + settle_timeout

@@ -95,9 +95,14 @@ def publish_items(publisher: Publisher, topic: str, items: Iterable[Item]) -> in
     return n
 
 
+def publish_event(publisher: Publisher, topic: str, event: Event) -> None:
+    """Keyed by user, so the event lands in the partition that holds the user's state."""
+    publisher.send(topic, event.user_id, event.model_dump_json(exclude_none=True).encode())
+
+
 def publish_events(publisher: Publisher, topic: str, events: Iterable[Event]) -> int:
     n = 0
     for event in events:
-        publisher.send(topic, event.user_id, event.model_dump_json(exclude_none=True).encode())
+        publish_event(publisher, topic, event)
         n += 1
     return n
