@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration lint clean bench-replay kcat-lib
+.PHONY: install demo test test-all test-integration lint clean bench-replay kcat-lib eval
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: install
 
 clean:
 	rm -rf .recstream .pytest_cache .hypothesis
+
+# Prequential accuracy on MovieLens against the baselines; writes the JSON and plot EVALUATION.md shows.
+eval: install
+	$(BIN)/recstream evaluate --json docs/evaluation/ml-latest-small.json --plot docs/evaluation/hit-at-10.png
 
 bench-replay: install
 	$(BIN)/recstream bench-replay --write BENCHMARKS.md

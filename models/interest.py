@@ -37,6 +37,8 @@ class UserState:
     excluded: frozenset[str] = field(default_factory=frozenset)
     last_query: str | None = None
     query_vec: np.ndarray | None = None
+    # The newest event was a search: the list should follow the query, not the history.
+    searching: bool = False
 
     @classmethod
     def empty(cls, dim: int) -> UserState:
@@ -97,6 +99,7 @@ def apply_event(
         excluded=excluded,
         last_query=last_query,
         query_vec=q_vec,
+        searching=event.type is EventType.SEARCH and query_vec is not None,
     )
 
 

@@ -28,9 +28,31 @@ class CoreParams:
     # Share of the short-term (session) direction in the query vector.
     short_weight: float = 0.5
     # Bounded history kept per user, for reasons and co-visitation.
-    recent_items: int = 20
-    # Window of the recent-popularity fallback, in events.
-    popular_window: int = 2_000
+    recent_items: int = 50
+    # Co-visitation: an item visited after another within this many of the user's items forms a
+    # pair, weighted 1/distance; the reverse direction (B then A suggests A) counts this much.
+    covis_window: int = 50
+    covis_backward: float = 0.5
+    # Pair counts and item counts fade with event time; taste in a catalog drifts over months.
+    covis_half_life_s: float = 365 * DAY_S
+    # The newest anchors weigh most: the i-th newest history item counts anchor_decay**i.
+    covis_anchors: int = 20
+    anchor_decay: float = 0.8
+    # Popularity damping: divide by count**norm of the anchor and of the candidate.
+    anchor_norm: float = 0.5
+    candidate_norm: float = 0.3
+    # Neighbours kept per item (the strongest by decayed weight); bounds memory and scoring time.
+    covis_row_limit: int = 200
+    # Popularity fades faster than co-visitation: it is "what is watched now".
+    popularity_half_life_s: float = 30 * DAY_S
+    popular_candidates: int = 100
+    # Blend of the normalised signals: co-visitation has weight 1.
+    w_popularity: float = 0.3
+    w_content: float = 0.1
+    # Items nobody has interacted with yet can only be found by their text: their content
+    # similarity gets this extra weight, so new items reach lists before anyone clicks them.
+    w_fresh: float = 0.3
+    content_candidates: int = 50
 
     def weight(self, event_type: EventType) -> float:
         return {

@@ -6,7 +6,7 @@ adds decoding, table reads/writes and publishing around it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +15,7 @@ from models.encoder import Encoder
 from models.index import ItemIndex
 from models.interest import UserState, apply_event
 from models.params import CoreParams
-from models.popularity import RecentPopularity
+from models.covisitation import CoVisit, CoVisitation, visit_for
 from models.ranking import Scored, recommend_many
 from schemas.records import Event, EventType
 
@@ -36,6 +36,8 @@ class StepResult:
     triggers: dict[str, Event] = field(default_factory=dict)
     applied: list[Event] = field(default_factory=list)
     duplicates: list[Event] = field(default_factory=list)
+    # What the applied events add to the shared co-visitation; the caller applies or publishes them.
+    visits: list[CoVisit] = field(default_factory=list)
     unknown_items: int = 0
 
 
@@ -45,15 +47,24 @@ class Recommender:
         index: ItemIndex,
         encoder: Encoder,
         params: CoreParams,
-        popularity: RecentPopularity | None = None,
+        covis: CoVisitation | None = None,
     ) -> None:
         self.index = index
         self.encoder = encoder
         self.params = params
-        self.popularity = popularity if popularity is not None else RecentPopularity(params.popular_window)
+        self.covis = covis if covis is not None else CoVisitation(params)
 
-    def step(self, states: Mapping[str, UserState | None], batch: Sequence[Positioned]) -> StepResult:
-        """Apply `batch` in order to the given states, then recompute each touched user's list once."""
+    def step(
+        self,
+        states: Mapping[str, UserState | None],
+        batch: Sequence[Positioned],
+        exclude: Mapping[str, Container[str]] | None = None,
+    ) -> StepResult:
+        """Apply `batch` in order to the given states, then recompute each touched user's list once.
+
+        The co-visitation store is only read here: `StepResult.visits` says what to add to it, so
+        a worker can share them with every other worker before anyone applies them.
+        """
         out = StepResult()
         query_vecs = self._encode_queries(batch)
         for pos in batch:
@@ -67,17 +78,19 @@ class Recommender:
                 assert ev.item_id is not None
                 if ev.item_id in self.index:
                     item_vec = self.index.vectors([ev.item_id])[0]
-                    if ev.type is not EventType.DISLIKE:
-                        self.popularity.observe(ev.item_id)
                 else:
                     out.unknown_items += 1
+            visit = visit_for(state, ev, self.params)
+            if visit is not None:
+                out.visits.append(visit)
             out.states[ev.user_id] = apply_event(
                 state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset
             )
             out.triggers[ev.user_id] = ev
             out.applied.append(ev)
         users = list(out.triggers)
-        lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.popularity)
+        extra = [exclude.get(u, ()) for u in users] if exclude else None
+        lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.covis, extra)
         out.recommendations = dict(zip(users, lists))
         return out
 

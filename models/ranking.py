@@ -1,25 +1,31 @@
 """Candidate generation, ranking and reasons: from a user's state to a top-k list.
 
+Three candidate sources, one blended score:
+- co-visitation from the user's newest items (what people went on to after those items),
+- popularity now (decayed), which also carries cold users,
+- HNSW content neighbours of the user's interest vector, the only way to reach items nobody has
+  interacted with yet, which get an extra `w_fresh` so new items are not starved.
+A user with no co-visitation evidence, or whose newest event is a search, gets a content-led list.
 Batched on purpose: the agent recomputes every user touched by a batch with one index query.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from models.filters import allowed, is_allowed
+from models.covisitation import CoVisitation, anchors_of
 from models.index import ItemIndex
 from models.interest import UserState, query_vector
 from models.params import CoreParams
-from models.popularity import RecentPopularity
 
 _VERBS = {"purchase": "purchased", "click": "clicked", "browse": "viewed"}
-# How many of the newest history items may explain a recommendation.
+# How many of the newest history items may explain a content recommendation.
 _ANCHORS = 10
 POPULAR_REASON = "popular right now"
+_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -29,45 +35,140 @@ class Scored:
     reason: str
 
 
+@dataclass
+class _Terms:
+    """The normalised signals of one candidate; the score is their weighted sum."""
+
+    covis: float = 0.0
+    popularity: float = 0.0
+    content: float = 0.0
+
+
 def recommend_many(
     states: Sequence[UserState],
     index: ItemIndex,
     params: CoreParams,
-    popularity: RecentPopularity | None = None,
+    covis: CoVisitation,
+    exclude: Sequence[Container[str]] | None = None,
 ) -> list[list[Scored]]:
-    """Top-k for each state: nearest items to the user's query vector, filtered, explained."""
-    k = params.top_k
+    """Top-k for each state; `exclude[i]` removes more items for state i (evaluation protocols)."""
     queries = [query_vector(s, params) for s in states]
     rows = [i for i, q in enumerate(queries) if q is not None]
-    results: list[list[Scored]] = [[] for _ in states]
+    content: list[list[tuple[str, float]]] = [[] for _ in states]
     if rows and len(index):
-        # Over-fetch by what the filters may remove, so a heavy buyer still gets k items.
-        fetch = k + max(len(states[i].excluded) for i in rows)
         matrix = np.stack([queries[i] for i in rows]).astype(np.float32)
-        for i, candidates in zip(rows, index.query(matrix, fetch)):
-            kept = list(allowed(candidates, states[i], index))[:k]
-            results[i] = _explain(states[i], kept, index)
-    if popularity is not None:
-        for i, state in enumerate(states):
-            if len(results[i]) < k:
-                results[i] = results[i] + _popular_fill(state, results[i], k, index, popularity)
-    return results
+        for i, found in zip(rows, index.query(matrix, params.content_candidates)):
+            content[i] = found
+    return [
+        _rank(state, content[i], covis, index, params, exclude[i] if exclude else _NOTHING)
+        for i, state in enumerate(states)
+    ]
 
 
-def _popular_fill(
-    state: UserState, have: list[Scored], k: int, index: ItemIndex, popularity: RecentPopularity
+def _rank(
+    state: UserState,
+    content: list[tuple[str, float]],
+    covis: CoVisitation,
+    index: ItemIndex,
+    params: CoreParams,
+    exclude: Container[str],
 ) -> list[Scored]:
-    taken = {s.item_id for s in have}
+    anchors = anchors_of(state, params)
+    content_ids = covis.ids_of(item for item, _ in content)  # interns new items: ids are stable
+    n = len(covis)
+    co = covis.scores(anchors) if anchors else np.zeros(n)
+    top_co = float(co.max()) if n else 0.0
+    co_n = co / top_co if top_co > 0 else co
+    sims = np.zeros(n)
+    if len(content_ids):
+        sims[content_ids] = np.maximum([sim for _, sim in content], 0.0)
+    # A search is an explicit request: popularity must not drown it.
+    pop_ids = np.zeros(0, dtype=np.int64) if state.searching else covis.popular_ids()
+    pops = covis.popularities
+    pop_max = float(pops[pop_ids[0]]) if len(pop_ids) else 0.0
+    pop_n = pops / pop_max if pop_max > 0 else np.zeros(n)
+    content_led = state.searching or top_co <= 0
+    w_content = 1.0 if content_led else params.w_content
+    w_sim = w_content + params.w_fresh * (covis.counts <= 0)
+    total = co_n + params.w_popularity * pop_n + w_sim * sims
+
+    candidate = co_n > 0
+    candidate[pop_ids] = True
+    candidate[content_ids] = True
+    ranked = _top_allowed(np.where(candidate, total, -np.inf), params.top_k, state, exclude, index, covis)
+    terms = {covis.name(i): _Terms(float(co_n[i]), float(pop_n[i]), float(sims[i])) for _, i in ranked}
+    best = [(v, covis.name(i)) for v, i in ranked]
+    return _explain(state, best, terms, anchors, covis, index, w_content)
+
+
+def _top_allowed(
+    total: np.ndarray, k: int, state: UserState, exclude: Container[str], index: ItemIndex, covis: CoVisitation
+) -> list[tuple[float, int]]:
+    """The k best finite scores whose items pass the filters; widens the search while filters bite."""
+    finite = int(np.isfinite(total).sum())
+    fetch = min(finite, k + 64)
+    while True:
+        part = np.argpartition(-total, fetch - 1)[:fetch] if fetch else np.zeros(0, dtype=np.int64)
+        part = part[np.argsort(-total[part], kind="stable")]
+        out: list[tuple[float, int]] = []
+        for i in part:
+            item = covis.name(int(i))
+            if item in state.excluded or item in exclude or item not in index:
+                continue
+            out.append((float(total[i]), int(i)))
+            if len(out) == k:
+                return out
+        if fetch >= finite:
+            return out
+        fetch = min(finite, fetch * 4)
+
+
+def _explain(
+    state: UserState,
+    best: list[tuple[float, str]],
+    terms: dict[str, _Terms],
+    anchors: list[tuple[str, float]],
+    covis: CoVisitation,
+    index: ItemIndex,
+    w_content: float,
+) -> list[Scored]:
+    """Each item is explained by the signal that contributed most to its score."""
+    kinds = dict(reversed(state.recent))
+    content_items = [item for _, item in best if _dominant(terms[item], w_content) == "content"]
+    by_content = dict(_content_reasons(state, content_items, index))
     out: list[Scored] = []
-    for item_id, _count in popularity.top(k + len(taken) + len(state.excluded), exclude=taken):
-        if is_allowed(item_id, state, index):
-            out.append(Scored(item_id, 0.0, POPULAR_REASON))
-            if len(have) + len(out) == k:
-                break
+    for value, item in best:
+        kind = _dominant(terms[item], w_content)
+        anchor = _covis_anchor(anchors, item, covis, index) if kind == "covis" else None
+        if anchor is not None:
+            reason = f"because you {_VERBS.get(kinds.get(anchor, ''), 'viewed')} {index.title(anchor)}"
+        elif kind == "content" and item in by_content:
+            reason = by_content[item]
+        else:
+            reason = POPULAR_REASON
+        out.append(Scored(item, round(value, 4), reason))
     return out
 
 
-def _anchors(state: UserState, index: ItemIndex) -> list[tuple[str, str]]:
+def _covis_anchor(anchors: list[tuple[str, float]], item: str, covis: CoVisitation, index: ItemIndex) -> str | None:
+    """The history item (still in the catalog) that contributed most to `item`'s co-visitation."""
+    best, best_value = None, 0.0
+    for anchor, weight in anchors:
+        value = weight * covis.pair(anchor, item)
+        if value > best_value and anchor in index:
+            best, best_value = anchor, value
+    return best
+
+
+def _dominant(t: _Terms, w_content: float) -> str:
+    if t.covis > 0 and t.covis >= w_content * t.content:
+        return "covis"
+    if t.content > 0:
+        return "content"
+    return "popular"
+
+
+def _content_anchors(state: UserState, index: ItemIndex) -> list[tuple[str, str]]:
     """Newest distinct positive history items still in the catalog, newest first."""
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
@@ -80,23 +181,20 @@ def _anchors(state: UserState, index: ItemIndex) -> list[tuple[str, str]]:
     return out
 
 
-def _explain(state: UserState, kept: list[tuple[str, float]], index: ItemIndex) -> list[Scored]:
-    """Each item is explained by the history item (or search) it is most similar to."""
-    if not kept:
+def _content_reasons(state: UserState, items: list[str], index: ItemIndex) -> list[tuple[str, str]]:
+    """Content items are explained by the history item (or search) they are most similar to."""
+    if not items:
         return []
-    anchors = _anchors(state, index)
+    anchors = _content_anchors(state, index)
     anchor_vecs = [index.vectors([a for a, _ in anchors])] if anchors else []
     labels = [f"because you {_VERBS[kind]} {index.title(item_id)}" for item_id, kind in anchors]
     if state.query_vec is not None and state.last_query:
         anchor_vecs.append(state.query_vec.reshape(1, -1))
         labels.append(f"matches your search '{_shorten(state.last_query)}'")
     if not labels:
-        # Nothing positive to explain by (only dislikes, or deleted items): the popularity fill answers.
         return []
-    cand = index.vectors([item_id for item_id, _ in kept])
-    sims = cand @ np.concatenate(anchor_vecs).T
-    best = sims.argmax(axis=1)
-    return [Scored(item_id, round(score, 4), labels[int(b)]) for (item_id, score), b in zip(kept, best)]
+    sims = index.vectors(items) @ np.concatenate(anchor_vecs).T
+    return [(item, labels[int(b)]) for item, b in zip(items, sims.argmax(axis=1))]
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -32,6 +32,7 @@ def encode_state(state: UserState) -> bytes:
         "excluded": sorted(state.excluded),
         "last_query": state.last_query,
         "has_query_vec": state.query_vec is not None,
+        "searching": state.searching,
     }
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     parts = [MAGIC, _HEADER_LEN.pack(len(head)), head, state.long.astype("<f4").tobytes(), state.short.astype("<f4").tobytes()]
@@ -64,6 +65,7 @@ def decode_state(data: bytes) -> UserState:
             excluded=frozenset(header["excluded"]),
             last_query=header["last_query"],
             query_vec=vecs[2].copy() if n_vecs == 3 else None,
+            searching=bool(header.get("searching", False)),
         )
     except (KeyError, ValueError, TypeError, OverflowError, RecursionError, struct.error) as exc:
         if isinstance(exc, StateDecodeError):

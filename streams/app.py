@@ -5,10 +5,11 @@ from __future__ import annotations
 import faust
 
 from models.pipeline import Recommender
-from models.popularity import RecentPopularity
+from models.covisitation import CoVisitation
 from schemas.decode import Limits
 from streams import metrics
 from streams.catalog_service import CatalogService
+from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
 from streams.publishing import DeadLetters
 from streams.settings import Settings
@@ -48,9 +49,11 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     )
     # Faust picks "json" for non-model types; state is our own compact bytes (models.state_codec).
     users.key_serializer = users.value_serializer = "raw"
-    popularity = RecentPopularity(settings.core.popular_window)
-    catalog = CatalogService(settings, dead_letters, popularity, loop=app.loop, beacon=app.beacon)
+    catalog = CatalogService(settings, dead_letters, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)
+    covis = CoVisitation(settings.core)
+    app.add_dependency(CoVisitService(settings, covis, loop=app.loop, beacon=app.beacon))
+    covis_topic = _raw_topic(app, settings.topic_covisits, partitions)
 
     processor: EventsProcessor | None = None
 
@@ -59,10 +62,11 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         if processor is None:
             assert catalog.catalog is not None
             processor = EventsProcessor(
-                recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, popularity),
+                recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
                 table=users,
                 events_topic=events_topic,
                 recommendations_topic=recs_topic,
+                covisits_topic=covis_topic,
                 dead_letters=dead_letters,
                 partitions=partitions,
                 limits=Limits(settings.max_message_bytes, settings.max_query_chars),

@@ -13,16 +13,16 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from models.catalog import Catalog
 from models.encoder import SentenceEncoder
 from models.index import ItemIndex
-from models.popularity import RecentPopularity
 from schemas.decode import InvalidMessage, Limits, decode_item
 from schemas.records import Item
 from streams import metrics
+from streams.full_reader import caught_up, open_full_reader
 from streams.publishing import DeadLetters
 from streams.settings import Settings
 
@@ -32,11 +32,10 @@ ITEMS_BATCH = 256
 
 
 class CatalogService(Service):
-    def __init__(self, settings: Settings, dead_letters: DeadLetters, popularity: RecentPopularity, **kw: Any) -> None:
+    def __init__(self, settings: Settings, dead_letters: DeadLetters, **kw: Any) -> None:
         super().__init__(**kw)
         self.settings = settings
         self.dead_letters = dead_letters
-        self.popularity = popularity
         self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
         self.catalog: Catalog | None = None
         self.loaded = asyncio.Event()
@@ -86,38 +85,13 @@ class CatalogService(Service):
 
     @Service.task
     async def _read_items(self) -> None:
-        consumer = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id=f"{self.settings.app_id}-items-{self.settings.worker_id}",
+        consumer, ends = await open_full_reader(
+            self.settings, self.settings.topic_items, "items", self._offsets, lambda: self.should_stop, self.sleep
         )
-        await consumer.start()
-        partitions = consumer.partitions_for_topic(self.settings.topic_items) or set()
-        while not partitions and not self.should_stop:
-            await self.sleep(1.0)
-            await consumer._client.force_metadata_update()  # topic may be created after the worker
-            partitions = consumer.partitions_for_topic(self.settings.topic_items) or set()
-        tps = [TopicPartition(self.settings.topic_items, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            saved = self._offsets.get(tp.partition)
-            if saved is None:
-                await consumer.seek_to_beginning(tp)
-            elif saved > ends[tp]:
-                log.warning(
-                    "items topic is shorter than the saved index (a new broker?): re-reading it; "
-                    "unchanged items are not re-embedded",
-                    extra={"partition": tp.partition, "saved": saved, "end": ends[tp]},
-                )
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, saved)
+        self._consumer = consumer
         started = time.monotonic()
         while not self.should_stop:
-            if not self.loaded.is_set() and await self._caught_up(consumer, ends):
+            if not self.loaded.is_set() and await caught_up(consumer, ends):
                 self.loaded.set()
                 self.save()
                 log.info("catalog caught up", extra={"items": len(self.index), "seconds": round(time.monotonic() - started, 1)})
@@ -126,14 +100,6 @@ class CatalogService(Service):
                 await self._apply(records)
                 self._offsets[tp.partition] = records[-1].offset + 1
                 self._dirty = True
-
-    @staticmethod
-    async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-        """True once every partition was read up to where it ended when the worker started."""
-        for tp, end in ends.items():
-            if await consumer.position(tp) < end:
-                return False
-        return True
 
     async def _apply(self, records: list[Any]) -> None:
         assert self.catalog is not None
@@ -148,8 +114,6 @@ class CatalogService(Service):
         todo = self.catalog.texts_to_embed(items)
         vectors = await asyncio.get_running_loop().run_in_executor(None, self.catalog.embed, todo) if todo else {}
         update = self.catalog.apply(items, vectors)
-        for item_id in update.deleted:
-            self.popularity.forget(item_id)
         metrics.ITEMS_EMBEDDED.inc(update.embedded)
         metrics.ITEMS_INGESTED.labels("upsert").inc(len(update.upserted))
         metrics.ITEMS_INGESTED.labels("delete").inc(len(update.deleted))

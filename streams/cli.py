@@ -20,6 +20,7 @@ from tqdm import tqdm
 from models.datasets import DatasetError
 from streams.broker import BrokerError, EmbeddedBroker
 from streams.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
+from streams.evaluate import evaluate_command
 from streams.replay_bench import bench_replay
 from streams.settings import Settings
 from streams.stack import StackError
@@ -199,6 +200,7 @@ def demo(movielens: Path | None, generated: bool, limit: int, keep_running: bool
 
 
 cli.add_command(bench_replay)
+cli.add_command(evaluate_command)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from models.pipeline import Positioned, Recommender
 from models.state_codec import decode_state, encode_state
 from schemas.decode import InvalidMessage, Limits, decode_event
 from streams import metrics
+from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
 
 
@@ -50,6 +51,7 @@ class EventsProcessor:
         table: TableT,
         events_topic: TopicT,
         recommendations_topic: TopicT,
+        covisits_topic: TopicT,
         dead_letters: DeadLetters,
         partitions: int,
         limits: Limits,
@@ -59,6 +61,7 @@ class EventsProcessor:
         self.table = table
         self.events_topic = events_topic
         self.recommendations_topic = recommendations_topic
+        self.covisits_topic = covisits_topic
         self.dead_letters = dead_letters
         self.partitions = partitions
         self.limits = limits
@@ -80,6 +83,10 @@ class EventsProcessor:
                     key=user_id.encode(),
                     value=recommendation_value(user_id, items, trigger.event_id, self.model_version),
                 )
+            if result.visits:
+                # One message per batch: every worker (this one included) applies it to its store.
+                await self.covisits_topic.send(key=positioned[0].event.user_id.encode(), value=encode_visits(result.visits))
+                metrics.COVISITS_PUBLISHED.inc(len(result.visits))
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)

@@ -26,6 +26,9 @@ BATCH_EVENTS = Histogram("recstream_batch_events", "Events per batch", buckets=(
 ITEMS_INGESTED = Counter("recstream_items_ingested_total", "Catalog messages applied to the index", ["op"])
 ITEMS_EMBEDDED = Counter("recstream_items_embedded_total", "Item texts run through the encoder")
 INDEX_SIZE = Gauge("recstream_index_items", "Live (recommendable) items in this worker's index")
+COVISITS_APPLIED = Counter("recstream_covisits_applied_total", "Co-visits applied to this worker's store (from all workers)")
+COVISITS_PUBLISHED = Counter("recstream_covisits_published_total", "Co-visits this worker published for its users' events")
+COVIS_ITEMS = Gauge("recstream_covisitation_items", "Items in this worker's co-visitation store")
 USERS_IN_STATE = Gauge("recstream_users", "Users with state on this worker's partitions")
 READY = Gauge("recstream_ready", "1 once the index is loaded and table recovery has finished")
 

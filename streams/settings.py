@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     topic_events: str = Field("recstream.events", description="Input events topic (key = user_id)")
     topic_items: str = Field("recstream.items", description="Catalog topic (key = item_id)")
     topic_recommendations: str = Field("recstream.recommendations", description="Output topic (key = user_id)")
+    topic_covisits: str = Field(
+        "recstream.covisits", description="Co-visits each worker publishes and every worker applies (internal)"
+    )
     topic_dead_letter: str = Field("recstream.dead-letter", description="Where undecodable or invalid messages go")
     events_partitions: int = Field(4, ge=1, description="Partitions of the events and recommendations topics")
     app_id: str = Field("recstream", description="Faust app id: the consumer group and the table changelog prefix")

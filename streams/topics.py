@@ -33,6 +33,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_items, 1, {"cleanup.policy": "compact"}),
         # Latest list per user; the same partition count as events keeps a user's input and output aligned.
         TopicSpec(settings.topic_recommendations, p, {"cleanup.policy": "compact"}),
+        # Every worker replays this log into its co-visitation store; keep it at least as long as
+        # a new worker should learn from (the co-visitation half-life is a year of event time).
+        TopicSpec(settings.topic_covisits, p, {"retention.ms": str(365 * DAY_MS)}),
         TopicSpec(settings.topic_dead_letter, 1, {"retention.ms": str(14 * DAY_MS)}),
     ]
 

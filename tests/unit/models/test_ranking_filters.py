@@ -11,7 +11,7 @@ from models.filters import allowed, is_allowed
 from models.index import ItemIndex
 from models.interest import UserState, apply_event, query_vector
 from models.params import CoreParams
-from models.popularity import RecentPopularity
+from models.covisitation import CoVisitation, visit_for
 from models.ranking import POPULAR_REASON, Scored, recommend_many
 from schemas.records import Event, EventType
 
@@ -34,13 +34,13 @@ def _catalog(vecs: np.ndarray) -> ItemIndex:
 
 
 class World:
-    """A catalog, users' states and popularity, driven the way the pipeline drives them."""
+    """A catalog, users' states and co-visitation, driven the way the pipeline drives them."""
 
     def __init__(self, vecs: np.ndarray, params: CoreParams) -> None:
         self.vecs = vecs
         self.index = _catalog(vecs)
         self.params = params
-        self.popularity = RecentPopularity(params.popular_window)
+        self.covis = CoVisitation(params)
         self.states: dict[str, UserState] = {}
         self.n = 0
 
@@ -56,16 +56,14 @@ class World:
             return
         assert item is not None
         ev = Event(event_id=f"e{self.n}", user_id=user, type=kind, item_id=item, ts=self.n)
-        vec = None
-        if item in self.index:
-            vec = self.index.vectors([item])[0]
-            if kind is not EventType.DISLIKE:
-                self.popularity.observe(item)
+        vec = self.index.vectors([item])[0] if item in self.index else None
+        visit = visit_for(self.state(user), ev, self.params)
+        if visit is not None:
+            self.covis.apply(visit)
         self.states[user] = apply_event(self.state(user), ev, self.params, item_vec=vec, offset=self.n)
 
     def delete(self, item: str) -> None:
         self.index.delete(item)
-        self.popularity.forget(item)
 
     def revive(self, item: str) -> None:
         """Re-delivered upsert with unchanged text: no new vector."""
@@ -89,17 +87,13 @@ def _check_list(recs: list[Scored], state: UserState, index: ItemIndex, params: 
         assert r.item_id not in state.excluded, f"purchased or disliked item {r.item_id} recommended"
         assert r.item_id in index, f"deleted or unknown item {r.item_id} recommended"
         assert isinstance(r.reason, str) and r.reason
-    similar = [r for r in recs if r.reason != POPULAR_REASON]
-    popular = [r for r in recs if r.reason == POPULAR_REASON]
-    # Similarity results come first, best first; popularity only fills the tail.
-    assert recs[: len(similar)] == similar
-    scores = [r.score for r in similar]
-    assert scores == sorted(scores, reverse=True)
-    assert all(r.score == 0.0 for r in popular)
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True), "best first"
     allowed_reasons = _allowed_reasons(state, index)
-    for r in similar:
-        assert r.reason in allowed_reasons, (r.reason, allowed_reasons)
-        assert -1.0001 <= r.score <= 1.0001
+    for r in recs:
+        assert r.reason == POPULAR_REASON or r.reason in allowed_reasons, (r.reason, allowed_reasons)
+        # co-visitation <= 1, popularity <= w_popularity, content <= 1 + w_fresh
+        assert 0.0 <= r.score <= 1.0 + params.w_popularity + 1.0 + params.w_fresh + 1e-6
 
 
 # -- the central invariant --------------------------------------------------------------------
@@ -126,6 +120,7 @@ _op = st.one_of(
 def test_recommendations_never_break_the_filters(
     n_items: int, seed: int, top_k: int, ops: list[tuple[str, int, EventType, int]], with_popularity: bool
 ) -> None:
+    """Whatever happened, lists hold no excluded, deleted or unknown item, best first, each explained."""
     params = CoreParams(top_k=top_k)
     vecs = _unit(n_items, seed=seed)
     world = World(vecs, params)
@@ -143,7 +138,8 @@ def test_recommendations_never_break_the_filters(
         elif item in world.index.item_ids(live_only=False):
             world.revive(item)
     states = [world.state(u) for u in users]
-    lists = recommend_many(states, world.index, params, world.popularity if with_popularity else None)
+    covis = world.covis if with_popularity else CoVisitation(params)
+    lists = recommend_many(states, world.index, params, covis)
     assert len(lists) == len(states)
     for state, recs in zip(states, lists):
         _check_list(recs, state, world.index, params)
@@ -152,9 +148,10 @@ def test_recommendations_never_break_the_filters(
         if query_vector(state, params) is not None and has_reason:
             # Over-fetching makes up for everything the filters removed.
             assert len(recs) == min(params.top_k, allowed_count)
-        if with_popularity and len(recs) < params.top_k:
-            # Popularity fills whatever it can: everything popular and allowed is already in the list.
-            popular_allowed = {i for i, _ in world.popularity.top(10**6) if i in world.index and i not in state.excluded}
+        if with_popularity and not state.searching and len(recs) < params.top_k:
+            # Popular items are candidates for everyone: a short list already holds all allowed ones.
+            popular = {covis.name(int(i)) for i in covis.popular_ids()}
+            popular_allowed = {i for i in popular if i in world.index and i not in state.excluded}
             assert popular_allowed <= {r.item_id for r in recs}
 
 
@@ -179,11 +176,12 @@ def test_cold_user_gets_popular_items_excluding_purchases() -> None:
         params,
         item_vec=None,
     )
-    lists = recommend_many([cold, UserState.empty(DIM), buyer], world.index, params, world.popularity)
+    lists = recommend_many([cold, UserState.empty(DIM), buyer], world.index, params, world.covis)
+    w = params.w_popularity
     assert [(r.item_id, r.reason, r.score) for r in lists[0]] == [
-        ("i1", POPULAR_REASON, 0.0),
-        ("i2", POPULAR_REASON, 0.0),
-        ("i4", POPULAR_REASON, 0.0),
+        ("i1", POPULAR_REASON, pytest.approx(w)),
+        ("i2", POPULAR_REASON, pytest.approx(w * 4 / 5, abs=1e-4)),
+        ("i4", POPULAR_REASON, pytest.approx(w * 2 / 5, abs=1e-4)),
     ]
     assert [r.item_id for r in lists[1]] == ["i1", "i2", "i4"]
     assert [r.item_id for r in lists[2]] == ["i2", "i4", "i5"]
@@ -192,8 +190,8 @@ def test_cold_user_gets_popular_items_excluding_purchases() -> None:
 def test_cold_user_without_popularity_gets_nothing() -> None:
     params = CoreParams(top_k=3)
     idx = _catalog(_unit(5))
-    assert recommend_many([UserState.empty(DIM)], idx, params) == [[]]
-    assert recommend_many([], idx, params) == []
+    assert recommend_many([UserState.empty(DIM)], idx, params, CoVisitation(params)) == [[]]
+    assert recommend_many([], idx, params, CoVisitation(params)) == []
 
 
 def test_popularity_fills_a_short_list() -> None:
@@ -204,7 +202,7 @@ def test_popularity_fills_a_short_list() -> None:
     world.event("u", EventType.CLICK, "i0")
     for n in range(1, 6):  # the user bought most of the catalog
         world.event("u", EventType.PURCHASE, f"i{n}")
-    (recs,) = recommend_many([world.states["u"]], world.index, params, world.popularity)
+    (recs,) = recommend_many([world.states["u"]], world.index, params, world.covis)
     ids = [r.item_id for r in recs]
     assert sorted(ids) == ["i0", "i6", "i7"]
 
@@ -223,7 +221,7 @@ def test_heavy_buyer_still_gets_top_k() -> None:
     for item in bought:
         world.event("u", EventType.PURCHASE, item)
     state = world.states["u"]
-    (recs,) = recommend_many([state], world.index, params)
+    (recs,) = recommend_many([state], world.index, params, world.covis)
     assert len(recs) == 5
     assert not {r.item_id for r in recs} & set(bought)
     assert all(r.reason.startswith("because you purchased Title ") for r in recs)
@@ -241,12 +239,13 @@ def test_batch_of_users_with_different_exclusions() -> None:
     world.event("light", EventType.CLICK, "i0")
     world.event("light", EventType.CLICK, "i1")
     states = [world.states["heavy"], world.states["light"], UserState.empty(DIM)]
-    lists = recommend_many(states, world.index, params)
-    assert len(lists[0]) == 3 and len(lists[1]) == 3 and lists[2] == []
+    lists = recommend_many(states, world.index, params, world.covis)
+    assert all(len(recs) == 3 for recs in lists)
     for state, recs in zip(states, lists):
         _check_list(recs, state, world.index, params)
-    # A click is no exclusion: the clicked item is its own best match.
-    assert lists[1][0].item_id in {"i0", "i1"}
+    # The cold user gets what is popular: i0 and i1 were interacted with twice, the rest once.
+    assert {r.item_id for r in lists[2][:2]} == {"i0", "i1"}
+    assert all(r.reason == POPULAR_REASON for r in lists[2])
 
 
 # -- reasons ----------------------------------------------------------------------------------
@@ -264,7 +263,7 @@ def test_reason_names_the_most_similar_history_item() -> None:
     s = UserState.empty(4)
     s = apply_event(s, Event(event_id="1", user_id="u", type=EventType.PURCHASE, item_id="i0", ts=1), params, item_vec=vecs[0])
     s = apply_event(s, Event(event_id="2", user_id="u", type=EventType.BROWSE, item_id="i1", ts=2), params, item_vec=vecs[1])
-    (recs,) = recommend_many([s], idx, params)
+    (recs,) = recommend_many([s], idx, params, CoVisitation(params))
     # i0 is purchased (excluded); the browsed i1 is no exclusion and explains itself.
     assert [(r.item_id, r.reason) for r in recs] == [
         ("i2", "because you purchased Alien (1979)"),
@@ -284,9 +283,10 @@ def test_search_reason_and_shortening() -> None:
         params,
         query_vec=vecs[4],
     )
-    (recs,) = recommend_many([s], idx, params)
+    (recs,) = recommend_many([s], idx, params, CoVisitation(params))
     assert recs[0].item_id == "i4"
-    assert recs[0].score == pytest.approx(1.0, abs=1e-3)
+    # Content-led (a search), and nobody has interacted with i4 yet: it also gets the fresh bonus.
+    assert recs[0].score == pytest.approx(1.0 + params.w_fresh, abs=1e-3)
     for r in recs:
         assert r.reason.startswith("matches your search 'a very long query a very")
         assert r.reason.endswith("…'")
@@ -303,8 +303,8 @@ def test_search_reason_short_query() -> None:
         params,
         query_vec=vecs[2],
     )
-    (recs,) = recommend_many([s], _catalog(vecs), params)
-    assert recs == [Scored("i2", pytest.approx(1.0, abs=1e-3), "matches your search 'space horror'")]  # type: ignore[arg-type]
+    (recs,) = recommend_many([s], _catalog(vecs), params, CoVisitation(params))
+    assert recs == [Scored("i2", pytest.approx(1.0 + params.w_fresh, abs=1e-3), "matches your search 'space horror'")]  # type: ignore[arg-type]
 
 
 # -- filters ----------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def test_deleted_history_item_does_not_break_ranking() -> None:
     world.event("u", EventType.CLICK, "i0")
     world.event("u", EventType.PURCHASE, "i1")
     world.delete("i0")
-    (recs,) = recommend_many([world.states["u"]], world.index, params, world.popularity)
+    (recs,) = recommend_many([world.states["u"]], world.index, params, world.covis)
     assert len(recs) == 3
     assert "i0" not in {r.item_id for r in recs} and "i1" not in {r.item_id for r in recs}
 
@@ -343,7 +343,7 @@ def test_dislike_only_user_gets_no_liked_reason() -> None:
         world.event("crowd", EventType.CLICK, f"i{n}")
     world.event("u", EventType.DISLIKE, "i0")
     state = world.states["u"]
-    (recs,) = recommend_many([state], world.index, params, world.popularity)
+    (recs,) = recommend_many([state], world.index, params, world.covis)
     assert recs
     for r in recs:
         assert r.reason == POPULAR_REASON or r.reason in _allowed_reasons(state, world.index), r.reason

@@ -12,7 +12,7 @@ from models.index import ItemIndex
 from models.interest import UserState, apply_event
 from models.params import CoreParams
 from models.pipeline import Positioned, Recommender, is_redelivery
-from models.popularity import RecentPopularity
+from models.covisitation import CoVisitation
 from models.ranking import POPULAR_REASON
 from schemas.records import Event, EventType
 
@@ -158,32 +158,38 @@ def test_unknown_items_are_counted_not_fatal() -> None:
     u = out.states["u"]
     assert u.events_applied == 2 and u.excluded == {"ghost-1"}
     assert not u.long.any() and not u.short.any()
-    # No taste yet: the list comes from popularity (what w just clicked), never the ghosts.
-    assert [(r.item_id, r.reason) for r in out.recommendations["u"]] == [("i2", POPULAR_REASON)]
-    assert len(rec.popularity) == 1
+    for visit in out.visits:
+        rec.covis.apply(visit)
+    # No taste yet: the list comes from popularity (what w clicked), never the ghosts.
+    again = rec.step(out.states, [Positioned(_ev("e4", "u", EventType.BROWSE, "ghost-3"), 4)])
+    assert [(r.item_id, r.reason) for r in again.recommendations["u"]] == [("i2", POPULAR_REASON)]
 
 
-def test_popularity_counts_known_non_dislike_events() -> None:
+def test_visits_come_from_item_events_but_not_dislikes_or_searches() -> None:
     rec, _ = _recommender()
     batch = [
         Positioned(_ev("e1", "a", EventType.CLICK, "i0"), 1),
-        Positioned(_ev("e2", "b", EventType.PURCHASE, "i0"), 1),
-        Positioned(_ev("e3", "c", EventType.BROWSE, "i1"), 1),
-        Positioned(_ev("e4", "d", EventType.DISLIKE, "i2"), 1),
-        Positioned(_ev("e5", "e", EventType.CLICK, "ghost"), 1),
-        Positioned(_ev("e6", "f", EventType.SEARCH, query="robots"), 1),
+        Positioned(_ev("e2", "a", EventType.PURCHASE, "i1", ts=2), 2),
+        Positioned(_ev("e3", "c", EventType.BROWSE, "i1"), 3),
+        Positioned(_ev("e4", "d", EventType.DISLIKE, "i2"), 4),
+        Positioned(_ev("e5", "e", EventType.CLICK, "ghost"), 5),
+        Positioned(_ev("e6", "f", EventType.SEARCH, query="robots"), 6),
     ]
-    rec.step({}, batch)
-    assert rec.popularity.top(10) == [("i0", 2), ("i1", 1)]
+    out = rec.step({}, batch)
+    assert [(v.item_id, v.before) for v in out.visits] == [
+        ("i0", ()), ("i1", (("i0", 1.0),)), ("i1", ()), ("ghost", ()),
+    ]
 
 
-def test_shared_popularity_object_is_used() -> None:
+def test_step_only_reads_the_shared_covisitation() -> None:
+    """Workers apply co-visits from the topic; a step that applied them too would count them twice."""
     idx = ItemIndex(DIM, capacity=4)
     idx.upsert("i0", "T", [], "h", VECS[0])
-    pop = RecentPopularity(10)
-    rec = Recommender(idx, HashEncoder(), CoreParams(), popularity=pop)
-    rec.step({}, [Positioned(_ev("e1", "a", EventType.CLICK, "i0"), 1)])
-    assert pop.top(1) == [("i0", 1)]
+    store = CoVisitation(CoreParams())
+    rec = Recommender(idx, HashEncoder(), CoreParams(), covis=store)
+    out = rec.step({}, [Positioned(_ev("e1", "a", EventType.CLICK, "i0"), 1)])
+    assert rec.covis is store
+    assert store.applied == 0 and len(out.visits) == 1
 
 
 def test_search_events_are_encoded_once_per_batch() -> None:

@@ -1,0 +1,272 @@
+"""Streaming item co-visitation and popularity: what people interact with after what, and now.
+
+State keyed by item cannot live with the users (events are partitioned by user), so the owner of
+a user only *describes* what an event adds (`visit_for` -> `CoVisit`); every worker applies every
+`CoVisit` to its own `CoVisitation`. Applying is order-independent: weights use forward decay
+(an event at time t adds 2**((t - t0) / half_life)), so two workers that applied the same visits
+in different orders hold the same numbers, and a late event weighs what its own time says.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.interest import UserState
+from models.params import CoreParams
+from schemas.records import Event, EventType
+
+_NOT_VISITS = (EventType.SEARCH, EventType.DISLIKE)
+# Rescale before 2**exponent gets near the float64 limit (2**1023).
+_MAX_EXPONENT = 600.0
+
+
+@dataclass(frozen=True)
+class CoVisit:
+    """What one applied item event adds to the shared statistics."""
+
+    item_id: str
+    ts: int
+    # Earlier items of the same user, newest first, with the pair weight (1 / distance).
+    before: tuple[tuple[str, float], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "ts": self.ts, "before": [list(p) for p in self.before]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CoVisit:
+        before = tuple((str(item), float(w)) for item, w in data.get("before", ()))
+        return cls(item_id=str(data["item_id"]), ts=int(data["ts"]), before=before)
+
+
+def visit_for(state: UserState, event: Event, params: CoreParams) -> CoVisit | None:
+    """The co-visitation an event adds, computed from the user's history *before* the event.
+
+    Searches have no item and dislikes are not endorsements, so neither adds anything.
+    """
+    if event.type in _NOT_VISITS or event.item_id is None:
+        return None
+    before: list[tuple[str, float]] = []
+    taken = {event.item_id}
+    for distance, (item_id, kind) in enumerate(reversed(state.recent[-params.covis_window :]), start=1):
+        if kind == EventType.DISLIKE.value or item_id in taken:
+            continue
+        taken.add(item_id)
+        before.append((item_id, 1.0 / distance))
+    return CoVisit(event.item_id, event.ts, tuple(before))
+
+
+def anchors_of(state: UserState, params: CoreParams) -> list[tuple[str, float]]:
+    """The user's newest distinct liked-or-seen items with their recency weight (newest = 1)."""
+    out: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for item_id, kind in reversed(state.recent):
+        if kind == EventType.DISLIKE.value or item_id in seen:
+            continue
+        seen.add(item_id)
+        out.append((item_id, params.anchor_decay ** len(out)))
+        if len(out) == params.covis_anchors:
+            break
+    return out
+
+
+class CoVisitation:
+    """Decayed pair weights (item -> item), item counts and item popularity.
+
+    Every number is stored forward-decayed relative to `t0`, so comparing two stored numbers of
+    one kind compares their present values: no pass over the data is needed as time moves on.
+    Items are interned to dense ints so scoring is a few numpy calls, not a Python loop per pair.
+    """
+
+    def __init__(self, params: CoreParams) -> None:
+        self.params = params
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._pairs: list[dict[int, float]] = []
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._counts = np.zeros(1024, dtype=np.float64)
+        self._popularity = np.zeros(1024, dtype=np.float64)
+        self._t0_s: float | None = None
+        self._top: np.ndarray | None = None
+        self._dirty: set[int] = set()
+        self.applied = 0
+
+    # -- ids ---------------------------------------------------------------------------------
+    def id_of(self, item_id: str) -> int:
+        """The dense id of an item, allocated on first sight."""
+        i = self._ids.get(item_id)
+        if i is None:
+            i = self._ids[item_id] = len(self._names)
+            self._names.append(item_id)
+            self._pairs.append({})
+            if i >= len(self._counts):
+                self._counts = np.concatenate([self._counts, np.zeros_like(self._counts)])
+                self._popularity = np.concatenate([self._popularity, np.zeros_like(self._popularity)])
+        return i
+
+    def ids_of(self, item_ids: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self.id_of(i) for i in item_ids), dtype=np.int64)
+
+    def name(self, i: int) -> str:
+        return self._names[i]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    # -- writing -----------------------------------------------------------------------------
+    def apply(self, visit: CoVisit) -> None:
+        ts_s = visit.ts / 1000.0
+        if self._t0_s is None:
+            self._t0_s = ts_s
+        exp_c = (ts_s - self._t0_s) / self.params.covis_half_life_s
+        exp_p = (ts_s - self._t0_s) / self.params.popularity_half_life_s
+        if max(exp_c, exp_p) > _MAX_EXPONENT:
+            self._rescale(ts_s)
+            exp_c = exp_p = 0.0
+        gain_c = 2.0**exp_c
+        b = self.id_of(visit.item_id)
+        self._counts[b] += gain_c
+        self._popularity[b] += 2.0**exp_p
+        self._top = None
+        self._dirty.add(b)
+        backward = self.params.covis_backward
+        row_b = self._pairs[b]
+        for earlier, weight in visit.before:
+            a = self.id_of(earlier)
+            w = weight * gain_c
+            row_a = self._pairs[a]
+            row_a[b] = row_a.get(b, 0.0) + w
+            if backward:
+                row_b[a] = row_b.get(a, 0.0) + backward * w
+            self._prune(row_a)
+            self._arrays.pop(a, None)
+            self._dirty.add(a)
+        self._prune(row_b)
+        self._arrays.pop(b, None)
+        self.applied += 1
+
+    def _prune(self, row: dict[int, float]) -> None:
+        """Keep the strongest neighbours; pruning at twice the limit amortises the sort."""
+        limit = self.params.covis_row_limit
+        if len(row) > 2 * limit:
+            kept = heapq.nlargest(limit, row.items(), key=lambda kv: kv[1])
+            row.clear()
+            row.update(kept)
+
+    def _rescale(self, ts_s: float) -> None:
+        assert self._t0_s is not None
+        shift = ts_s - self._t0_s
+        f_c = 2.0 ** (-shift / self.params.covis_half_life_s)
+        for row in self._pairs:
+            for k in row:
+                row[k] *= f_c
+        self._counts *= f_c
+        self._popularity *= 2.0 ** (-shift / self.params.popularity_half_life_s)
+        self._arrays.clear()
+        self._t0_s = ts_s
+        self._dirty.update(range(len(self._names)))
+
+    # -- reading -----------------------------------------------------------------------------
+    def count(self, item_id: str) -> float:
+        i = self._ids.get(item_id)
+        return 0.0 if i is None else float(self._counts[i])
+
+    def popularity(self, item_id: str) -> float:
+        i = self._ids.get(item_id)
+        return 0.0 if i is None else float(self._popularity[i])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Decayed interaction counts by dense id (a view; do not modify)."""
+        return self._counts[: len(self._names)]
+
+    @property
+    def popularities(self) -> np.ndarray:
+        return self._popularity[: len(self._names)]
+
+    def pair(self, a: str, b: str) -> float:
+        ia, ib = self._ids.get(a), self._ids.get(b)
+        return 0.0 if ia is None or ib is None else self._pairs[ia].get(ib, 0.0)
+
+    def neighbours(self, item_id: str) -> dict[str, float]:
+        i = self._ids.get(item_id)
+        return {} if i is None else {self._names[j]: v for j, v in self._pairs[i].items()}
+
+    def _row(self, a: int) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self._arrays.get(a)
+        if arrays is None:
+            row = self._pairs[a]
+            arrays = (
+                np.fromiter(row.keys(), dtype=np.int64, count=len(row)),
+                np.fromiter(row.values(), dtype=np.float64, count=len(row)),
+            )
+            self._arrays[a] = arrays
+        return arrays
+
+    def scores(self, anchors: Sequence[tuple[str, float]]) -> np.ndarray:
+        """Co-visitation score of every item (by dense id) reachable from the anchors.
+
+        score(c) = sum_a w_a * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm
+        """
+        n = len(self._names)
+        acc = np.zeros(n, dtype=np.float64)
+        counts = self._counts
+        for anchor, weight in anchors:
+            a = self._ids.get(anchor)
+            if a is None or not self._pairs[a]:
+                continue
+            ids, values = self._row(a)
+            w = weight / max(counts[a], 1e-300) ** self.params.anchor_norm
+            acc[ids] += w * values  # ids are unique within a row
+        reached = acc > 0
+        acc[reached] /= np.maximum(counts[:n][reached], 1e-300) ** self.params.candidate_norm
+        return acc
+
+    def popular_ids(self) -> np.ndarray:
+        """Dense ids of the `popular_candidates` most popular items right now, most popular first."""
+        if self._top is None:
+            pop = self.popularities
+            n = min(self.params.popular_candidates, int((pop > 0).sum()))
+            if n == 0:
+                self._top = np.zeros(0, dtype=np.int64)
+            else:
+                part = np.argpartition(-pop, n - 1)[:n]
+                self._top = part[np.argsort(-pop[part], kind="stable")]
+        return self._top
+
+    # -- persistence -------------------------------------------------------------------------
+    def take_dirty(self) -> dict[str, dict[str, Any]]:
+        """Records of the items changed since the last call, for writing to a store."""
+        out = {self._names[i]: self._record(i) for i in self._dirty}
+        self._dirty.clear()
+        return out
+
+    def record(self, item_id: str) -> dict[str, Any]:
+        return self._record(self.id_of(item_id))
+
+    def _record(self, i: int) -> dict[str, Any]:
+        return {
+            "count": float(self._counts[i]),
+            "popularity": float(self._popularity[i]),
+            "pairs": {self._names[j]: v for j, v in self._pairs[i].items()},
+        }
+
+    @property
+    def t0_s(self) -> float | None:
+        return self._t0_s
+
+    def restore(self, t0_s: float | None, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Rebuild from `record`s written earlier with the same t0 (a worker restart)."""
+        self.__init__(self.params)  # type: ignore[misc]
+        self._t0_s = t0_s
+        for item, rec in records:
+            i = self.id_of(item)
+            self._counts[i] = float(rec.get("count", 0.0))
+            self._popularity[i] = float(rec.get("popularity", 0.0))
+            for other, v in rec.get("pairs", {}).items():
+                self._pairs[i][self.id_of(other)] = float(v)
+        self._dirty.clear()

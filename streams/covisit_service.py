@@ -1,0 +1,126 @@
+"""The co-visitation service: every worker applies every worker's co-visits to its own store.
+
+Why a topic: co-visitation is keyed by item while events are partitioned by user, so no single
+worker sees all the pairs. The worker that owns a user computes what each event adds (it has the
+user's history) and publishes it to the co-visits topic; each worker reads all of that topic's
+partitions outside the consumer group and applies it. Applying is commutative (forward-decayed
+sums), so every worker converges to the same numbers whatever order the partitions interleave in.
+The store is saved to a local RocksDB with the offsets it reflects, so a restart resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from mode import Service
+from rocksdict import Rdict, WriteBatch
+
+from models.covisitation import CoVisit, CoVisitation
+from streams import metrics
+from streams.full_reader import open_full_reader
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_META = b"\x00meta"
+_READ_BATCH = 500
+
+
+def encode_visits(visits: list[CoVisit]) -> bytes:
+    return json.dumps({"visits": [v.to_json() for v in visits]}, separators=(",", ":")).encode()
+
+
+def decode_visits(value: bytes) -> list[CoVisit]:
+    return [CoVisit.from_json(v) for v in json.loads(value)["visits"]]
+
+
+class CoVisitStore:
+    """The store's RocksDB copy: one record per item plus t0 and the topic offsets it reflects."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path))
+
+    def load(self, covis: CoVisitation, topic: str) -> dict[int, int]:
+        raw = self._db.get(_META)
+        if raw is None:
+            return {}
+        meta = json.loads(raw)
+        if meta.get("topic") != topic:
+            return {}
+        records = ((k.decode(), json.loads(v)) for k, v in self._db.items() if k != _META)
+        covis.restore(meta.get("t0_s"), records)
+        return {int(p): int(o) for p, o in meta.get("offsets", {}).items()}
+
+    def save(self, covis: CoVisitation, topic: str, offsets: dict[int, int]) -> None:
+        batch = WriteBatch()
+        for item, record in covis.take_dirty().items():
+            batch.put(item.encode(), json.dumps(record, separators=(",", ":")).encode())
+        meta = {"topic": topic, "t0_s": covis.t0_s, "offsets": {str(p): o for p, o in offsets.items()}}
+        batch.put(_META, json.dumps(meta).encode())
+        self._db.write(batch)  # records and offsets land together, or not at all
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CoVisitService(Service):
+    def __init__(self, settings: Settings, covis: CoVisitation, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self.covis = covis
+        self._store: CoVisitStore | None = None
+        self._offsets: dict[int, int] = {}
+        self._dirty = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        self._store = CoVisitStore(self.settings.worker_dir / "covisits")
+        self._offsets = self._store.load(self.covis, self.settings.topic_covisits)
+        metrics.COVIS_ITEMS.set(len(self.covis))
+
+    def save(self) -> None:
+        if self._store is not None and self._dirty:
+            self._store.save(self.covis, self.settings.topic_covisits, self._offsets)
+            self._dirty = False
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self.save()
+        if self._store is not None:
+            self._store.close()
+
+    @Service.task
+    async def _save_periodically(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.settings.index_save_interval_s)
+            self.save()
+
+    @Service.task
+    async def _read_visits(self) -> None:
+        consumer, _ends = await open_full_reader(
+            self.settings, self.settings.topic_covisits, "covisits", self._offsets, lambda: self.should_stop, self.sleep
+        )
+        self._consumer = consumer
+        while not self.should_stop:
+            batches = await consumer.getmany(timeout_ms=100, max_records=_READ_BATCH)
+            for tp, records in batches.items():
+                for rec in records:
+                    try:
+                        visits = decode_visits(rec.value)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        # Only workers write this topic; a bad record is a bug, not user input.
+                        log.error("skipping an unreadable co-visit record", extra={"offset": rec.offset, "error": str(exc)})
+                        continue
+                    for visit in visits:
+                        self.covis.apply(visit)
+                    metrics.COVISITS_APPLIED.inc(len(visits))
+                self._offsets[tp.partition] = records[-1].offset + 1
+                self._dirty = True
+            if batches:
+                metrics.COVIS_ITEMS.set(len(self.covis))

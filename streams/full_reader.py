@@ -1,0 +1,67 @@
+"""Reading a whole topic on every worker, outside the consumer group, resuming from saved offsets.
+
+The consumer group splits users between workers, but the catalog and the co-visitation log are
+needed whole by each worker, so their services assign themselves every partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def open_full_reader(
+    settings: Settings,
+    topic: str,
+    purpose: str,
+    saved: dict[int, int],
+    stopping: Callable[[], bool],
+    sleep: Callable[[float], Awaitable[None]],
+) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    """A started consumer on every partition of `topic`, positioned after `saved` offsets.
+
+    Returns the end offsets at start, so the caller can tell when it has caught up.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
+    )
+    await consumer.start()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    while not partitions and not stopping():
+        await sleep(1.0)
+        await consumer._client.force_metadata_update()  # the topic may be created after the worker
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        offset = saved.get(tp.partition)
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        elif offset > ends[tp]:
+            log.warning(
+                "topic is shorter than the saved state (a new broker?): re-reading it from the start",
+                extra={"topic": topic, "partition": tp.partition, "saved": offset, "end": ends[tp]},
+            )
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
+    return consumer, ends
+
+
+async def caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """True once every partition was read up to where it ended when reading started."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
