@@ -9,7 +9,7 @@ in different orders hold the same numbers, and a late event weighs what its own 
 
 from __future__ import annotations
 
-import heapq
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,9 @@ from models.params import CoreParams
 from schemas.records import Event, EventType
 
 _NOT_VISITS = (EventType.SEARCH, EventType.DISLIKE)
-# Rescale before 2**exponent gets near the float64 limit (2**1023).
-_MAX_EXPONENT = 600.0
+# t0 is always a multiple of this many (shorter) half-lives, chosen from the newest event seen, so
+# it depends only on *which* visits were applied, never on their order; exponents stay below ~2**300.
+_EPOCH_HALF_LIVES = 300.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,49 @@ def anchors_of(state: UserState, params: CoreParams) -> list[tuple[str, float]]:
     return out
 
 
+class _Row:
+    """One item's neighbours as parallel numpy arrays (scored without a Python loop) plus a
+    position map for in-place updates."""
+
+    __slots__ = ("ids", "values", "pos")
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(8, dtype=np.int64)
+        self.values = np.zeros(8, dtype=np.float64)
+        self.pos: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def add(self, j: int, w: float) -> None:
+        p = self.pos.get(j)
+        if p is None:
+            p = self.pos[j] = len(self.pos)
+            if p == len(self.ids):
+                self.ids = np.concatenate([self.ids, np.zeros_like(self.ids)])
+                self.values = np.concatenate([self.values, np.zeros_like(self.values)])
+            self.ids[p] = j
+        self.values[p] += w
+
+    def get(self, j: int) -> float:
+        p = self.pos.get(j)
+        return 0.0 if p is None else float(self.values[p])
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.pos)
+        return self.ids[:n], self.values[:n]
+
+    def items(self) -> list[tuple[int, float]]:
+        ids, values = self.live()
+        return list(zip(ids.tolist(), values.tolist()))
+
+    def keep_strongest(self, limit: int) -> None:
+        ids, values = self.live()
+        keep = np.argsort(-values, kind="stable")[:limit]
+        self.ids, self.values = ids[keep].copy(), values[keep].copy()
+        self.pos = {int(j): p for p, j in enumerate(self.ids)}
+
+
 class CoVisitation:
     """Decayed pair weights (item -> item), item counts and item popularity.
 
@@ -86,8 +130,7 @@ class CoVisitation:
         self.params = params
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
-        self._pairs: list[dict[int, float]] = []
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pairs: list[_Row] = []
         self._counts = np.zeros(1024, dtype=np.float64)
         self._popularity = np.zeros(1024, dtype=np.float64)
         self._t0_s: float | None = None
@@ -102,7 +145,7 @@ class CoVisitation:
         if i is None:
             i = self._ids[item_id] = len(self._names)
             self._names.append(item_id)
-            self._pairs.append({})
+            self._pairs.append(_Row())
             if i >= len(self._counts):
                 self._counts = np.concatenate([self._counts, np.zeros_like(self._counts)])
                 self._popularity = np.concatenate([self._popularity, np.zeros_like(self._popularity)])
@@ -120,13 +163,13 @@ class CoVisitation:
     # -- writing -----------------------------------------------------------------------------
     def apply(self, visit: CoVisit) -> None:
         ts_s = visit.ts / 1000.0
+        epoch = self._epoch(ts_s)
         if self._t0_s is None:
-            self._t0_s = ts_s
+            self._t0_s = epoch
+        elif epoch > self._t0_s:
+            self._rescale(epoch)
         exp_c = (ts_s - self._t0_s) / self.params.covis_half_life_s
         exp_p = (ts_s - self._t0_s) / self.params.popularity_half_life_s
-        if max(exp_c, exp_p) > _MAX_EXPONENT:
-            self._rescale(ts_s)
-            exp_c = exp_p = 0.0
         gain_c = 2.0**exp_c
         b = self.id_of(visit.item_id)
         self._counts[b] += gain_c
@@ -139,34 +182,32 @@ class CoVisitation:
             a = self.id_of(earlier)
             w = weight * gain_c
             row_a = self._pairs[a]
-            row_a[b] = row_a.get(b, 0.0) + w
+            row_a.add(b, w)
             if backward:
-                row_b[a] = row_b.get(a, 0.0) + backward * w
+                row_b.add(a, backward * w)
             self._prune(row_a)
-            self._arrays.pop(a, None)
             self._dirty.add(a)
         self._prune(row_b)
-        self._arrays.pop(b, None)
         self.applied += 1
 
-    def _prune(self, row: dict[int, float]) -> None:
+    def _prune(self, row: _Row) -> None:
         """Keep the strongest neighbours; pruning at twice the limit amortises the sort."""
-        limit = self.params.covis_row_limit
-        if len(row) > 2 * limit:
-            kept = heapq.nlargest(limit, row.items(), key=lambda kv: kv[1])
-            row.clear()
-            row.update(kept)
+        if len(row) > 2 * self.params.covis_row_limit:
+            row.keep_strongest(self.params.covis_row_limit)
+
+    def _epoch(self, ts_s: float) -> float:
+        length = _EPOCH_HALF_LIVES * min(self.params.covis_half_life_s, self.params.popularity_half_life_s)
+        return math.floor(ts_s / length) * length
 
     def _rescale(self, ts_s: float) -> None:
+        """Move t0 forward to `ts_s`: every stored number shrinks by its decay over the shift."""
         assert self._t0_s is not None
         shift = ts_s - self._t0_s
         f_c = 2.0 ** (-shift / self.params.covis_half_life_s)
         for row in self._pairs:
-            for k in row:
-                row[k] *= f_c
+            row.values *= f_c
         self._counts *= f_c
         self._popularity *= 2.0 ** (-shift / self.params.popularity_half_life_s)
-        self._arrays.clear()
         self._t0_s = ts_s
         self._dirty.update(range(len(self._names)))
 
@@ -190,22 +231,11 @@ class CoVisitation:
 
     def pair(self, a: str, b: str) -> float:
         ia, ib = self._ids.get(a), self._ids.get(b)
-        return 0.0 if ia is None or ib is None else self._pairs[ia].get(ib, 0.0)
+        return 0.0 if ia is None or ib is None else self._pairs[ia].get(ib)
 
     def neighbours(self, item_id: str) -> dict[str, float]:
         i = self._ids.get(item_id)
         return {} if i is None else {self._names[j]: v for j, v in self._pairs[i].items()}
-
-    def _row(self, a: int) -> tuple[np.ndarray, np.ndarray]:
-        arrays = self._arrays.get(a)
-        if arrays is None:
-            row = self._pairs[a]
-            arrays = (
-                np.fromiter(row.keys(), dtype=np.int64, count=len(row)),
-                np.fromiter(row.values(), dtype=np.float64, count=len(row)),
-            )
-            self._arrays[a] = arrays
-        return arrays
 
     def scores(self, anchors: Sequence[tuple[str, float]]) -> np.ndarray:
         """Co-visitation score of every item (by dense id) reachable from the anchors.
@@ -217,13 +247,15 @@ class CoVisitation:
         counts = self._counts
         for anchor, weight in anchors:
             a = self._ids.get(anchor)
-            if a is None or not self._pairs[a]:
+            # An item never visited here (its visits predate the topic's retention) has pairs but no
+            # count to damp them by: it is no evidence, not infinite evidence.
+            if a is None or counts[a] <= 0 or not len(self._pairs[a]):
                 continue
-            ids, values = self._row(a)
-            w = weight / max(counts[a], 1e-300) ** self.params.anchor_norm
-            acc[ids] += w * values  # ids are unique within a row
-        reached = acc > 0
-        acc[reached] /= np.maximum(counts[:n][reached], 1e-300) ** self.params.candidate_norm
+            ids, values = self._pairs[a].live()
+            acc[ids] += (weight / counts[a] ** self.params.anchor_norm) * values  # ids are unique within a row
+        reached = (acc > 0) & (counts[:n] > 0)
+        acc[~reached] = 0.0
+        acc[reached] /= counts[:n][reached] ** self.params.candidate_norm
         return acc
 
     def popular_ids(self) -> np.ndarray:
@@ -268,5 +300,5 @@ class CoVisitation:
             self._counts[i] = float(rec.get("count", 0.0))
             self._popularity[i] = float(rec.get("popularity", 0.0))
             for other, v in rec.get("pairs", {}).items():
-                self._pairs[i][self.id_of(other)] = float(v)
+                self._pairs[i].add(self.id_of(other), float(v))
         self._dirty.clear()

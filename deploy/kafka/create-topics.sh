@@ -6,6 +6,7 @@
 #   events           EVENTS_PARTITIONS partitions, retention 7 days
 #   items            1 partition, compacted (the catalog, keyed by item_id)
 #   recommendations  EVENTS_PARTITIONS partitions, compacted (keyed by user_id: latest list per user)
+#   covisits         EVENTS_PARTITIONS partitions, retention 365 days (every worker replays it)
 #   dead-letter      1 partition, retention 14 days
 #
 # Environment (all optional):
@@ -14,7 +15,7 @@
 #                        workers' RECSTREAM_EVENTS_PARTITIONS
 #   REPLICATION_FACTOR   replication factor of every topic       (default 1: single broker)
 #   RECSTREAM_TOPIC_EVENTS, RECSTREAM_TOPIC_ITEMS, RECSTREAM_TOPIC_RECOMMENDATIONS,
-#   RECSTREAM_TOPIC_DEAD_LETTER   topic names, as the workers read them
+#   RECSTREAM_TOPIC_COVISITS, RECSTREAM_TOPIC_DEAD_LETTER   topic names, as the workers read them
 #   KAFKA_TOPICS         path of kafka-topics.sh                 (default /opt/kafka/bin/kafka-topics.sh)
 set -eu
 
@@ -26,10 +27,12 @@ KAFKA_TOPICS="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
 TOPIC_EVENTS="${RECSTREAM_TOPIC_EVENTS:-recstream.events}"
 TOPIC_ITEMS="${RECSTREAM_TOPIC_ITEMS:-recstream.items}"
 TOPIC_RECOMMENDATIONS="${RECSTREAM_TOPIC_RECOMMENDATIONS:-recstream.recommendations}"
+TOPIC_COVISITS="${RECSTREAM_TOPIC_COVISITS:-recstream.covisits}"
 TOPIC_DEAD_LETTER="${RECSTREAM_TOPIC_DEAD_LETTER:-recstream.dead-letter}"
 
 RETENTION_7_DAYS_MS=604800000
 RETENTION_14_DAYS_MS=1209600000
+RETENTION_365_DAYS_MS=31536000000
 
 # create_topic NAME PARTITIONS [--config KEY=VALUE]...
 create_topic() {
@@ -52,7 +55,10 @@ create_topic "$TOPIC_ITEMS" 1 \
 create_topic "$TOPIC_RECOMMENDATIONS" "$EVENTS_PARTITIONS" \
     --config cleanup.policy=compact
 
+create_topic "$TOPIC_COVISITS" "$EVENTS_PARTITIONS" \
+    --config "retention.ms=${RETENTION_365_DAYS_MS}"
+
 create_topic "$TOPIC_DEAD_LETTER" 1 \
     --config "retention.ms=${RETENTION_14_DAYS_MS}"
 
-echo "create-topics: done (4 topics ensured)"
+echo "create-topics: done (5 topics ensured)"

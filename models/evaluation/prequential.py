@@ -78,7 +78,7 @@ def evaluate(
         history = seen.setdefault(user, set())
         start = time.perf_counter()
         if item is not None:
-            top = model.recommend(user, k, history)
+            top = model.recommend(user, k, history)[:k]  # a model may return more; k are judged
             _score(out, top, item, warm=bool(history), new=item not in interacted, similarity=similarity,
                    diversity_every=diversity_every)
             history.add(item)

@@ -39,6 +39,7 @@ DEFAULT_TOPIC_NAMES = {
     "RECSTREAM_TOPIC_EVENTS": "recstream.events",
     "RECSTREAM_TOPIC_ITEMS": "recstream.items",
     "RECSTREAM_TOPIC_RECOMMENDATIONS": "recstream.recommendations",
+    "RECSTREAM_TOPIC_COVISITS": "recstream.covisits",
     "RECSTREAM_TOPIC_DEAD_LETTER": "recstream.dead-letter",
 }
 DAY_MS = 24 * 60 * 60 * 1000
@@ -687,7 +688,7 @@ def test_runtime_stage_runs_the_worker_offline_as_non_root(stages, instructions,
 
 def test_topics_json_layout(topics_layout):
     by_env = {t["name_env"]: t for t in topics_layout}
-    assert len(by_env) == len(topics_layout) == 4
+    assert len(by_env) == len(topics_layout) == 5
     assert {k: t["default_name"] for k, t in by_env.items()} == DEFAULT_TOPIC_NAMES
     for t in topics_layout:
         assert t["partitions"] == "events" or (isinstance(t["partitions"], int) and t["partitions"] > 0), t
@@ -697,6 +698,9 @@ def test_topics_json_layout(topics_layout):
     assert items["partitions"] == 1 and items["config"]["cleanup.policy"] == "compact"
     assert recs["partitions"] == "events" and recs["config"]["cleanup.policy"] == "compact"
     assert dead["partitions"] == 1 and int(dead["config"]["retention.ms"]) == 14 * DAY_MS
+    covisits = by_env["RECSTREAM_TOPIC_COVISITS"]
+    # Every worker rebuilds its co-visitation store from this log: it must outlive a one-year half-life.
+    assert covisits["partitions"] == "events" and int(covisits["config"]["retention.ms"]) >= 365 * DAY_MS
 
 
 def test_create_topics_sh_is_executable_posix_sh():

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.covisitation import _MAX_EXPONENT, CoVisit, CoVisitation, anchors_of, visit_for
+from models.covisitation import _EPOCH_HALF_LIVES, CoVisit, CoVisitation, anchors_of, visit_for
 from models.interest import UserState, apply_event
 from models.params import CoreParams
 from schemas.records import Event, EventType
@@ -46,11 +46,11 @@ def _by_name(covis: CoVisitation, scores: np.ndarray) -> dict[str, float]:
 
 
 def _assert_records_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got["count"] == pytest.approx(want["count"], rel=1e-9)
-    assert got["popularity"] == pytest.approx(want["popularity"], rel=1e-9)
+    assert got["count"] == pytest.approx(want["count"], rel=1e-9, abs=0)
+    assert got["popularity"] == pytest.approx(want["popularity"], rel=1e-9, abs=0)
     assert set(got["pairs"]) == set(want["pairs"])
     for other, v in want["pairs"].items():
-        assert got["pairs"][other] == pytest.approx(v, rel=1e-9), other
+        assert got["pairs"][other] == pytest.approx(v, rel=1e-9, abs=0), other
 
 
 # -- visit_for ----------------------------------------------------------------------------------
@@ -200,10 +200,10 @@ def test_forward_decay_a_visit_one_half_life_later_weighs_twice() -> None:
     covis = CoVisitation(params)
     covis.apply(CoVisit("old", 5_000, (("a", 1.0),)))
     covis.apply(CoVisit("new", 5_000 + 100_000, (("a", 1.0),)))  # ts in ms: 100 s later
-    assert covis.count("new") / covis.count("old") == pytest.approx(2.0, rel=1e-12)
-    assert covis.pair("a", "new") / covis.pair("a", "old") == pytest.approx(2.0, rel=1e-12)
+    assert covis.count("new") / covis.count("old") == pytest.approx(2.0, rel=1e-12, abs=0)
+    assert covis.pair("a", "new") / covis.pair("a", "old") == pytest.approx(2.0, rel=1e-12, abs=0)
     # Popularity fades with its own, shorter half-life: 100 s is two of them.
-    assert covis.popularity("new") / covis.popularity("old") == pytest.approx(4.0, rel=1e-12)
+    assert covis.popularity("new") / covis.popularity("old") == pytest.approx(4.0, rel=1e-12, abs=0)
 
 
 def test_a_late_event_weighs_what_its_own_time_says() -> None:
@@ -211,8 +211,8 @@ def test_a_late_event_weighs_what_its_own_time_says() -> None:
     covis = CoVisitation(params)
     covis.apply(CoVisit("new", 300_000))
     covis.apply(CoVisit("old", 100_000))  # arrives later but happened 200 s earlier
-    assert covis.count("new") / covis.count("old") == pytest.approx(4.0, rel=1e-12)
-    assert covis.popularity("new") / covis.popularity("old") == pytest.approx(4.0, rel=1e-12)
+    assert covis.count("new") / covis.count("old") == pytest.approx(4.0, rel=1e-12, abs=0)
+    assert covis.popularity("new") / covis.popularity("old") == pytest.approx(4.0, rel=1e-12, abs=0)
 
 
 def _visit_lists(max_ts_ms: int) -> st.SearchStrategy[list[CoVisit]]:
@@ -232,7 +232,7 @@ def _visit_lists(max_ts_ms: int) -> st.SearchStrategy[list[CoVisit]]:
     )
 
 
-# Half-lives of the property tests: 10**8 ms stays below _MAX_EXPONENT, 10**9 ms goes beyond it.
+# Half-lives of the property tests: 10**8 ms stays within one epoch, 10**9 ms crosses epochs.
 _HL_PARAMS = CoreParams(covis_half_life_s=3_600.0, popularity_half_life_s=600.0)
 _NO_RESCALE = _visit_lists(10**8)
 _WITH_RESCALES = _visit_lists(10**9)
@@ -256,14 +256,6 @@ def test_apply_order_independent_given_the_same_t0(data: st.DataObject, visits: 
         _assert_records_equal(second.record(item), first.record(item))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: CoVisitation.apply is not order-independent as its docstring claims: t0 is the ts of "
-        "whichever visit a worker applies first, so the same visits in another order store every "
-        "number scaled by 2**((t0_a - t0_b) / half_life) (e.g. 1.0 vs 2.0 for visits one half-life apart)"
-    ),
-)
 def test_apply_order_independent_without_a_shared_t0() -> None:
     params = CoreParams(covis_half_life_s=100.0, popularity_half_life_s=100.0)
     visits = [CoVisit("a", 0), CoVisit("b", 100_000, (("a", 1.0),))]
@@ -276,15 +268,6 @@ def test_apply_order_independent_without_a_shared_t0() -> None:
         _assert_records_equal(second.record(item), first.record(item))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: even with a shared t0, CoVisitation._rescale moves t0 to the ts of whichever visit first "
-        "crosses _MAX_EXPONENT, which depends on apply order: with half-lives of 1 s, t0=0 and visits "
-        "a@0s, b@700s, c@650s, one order rescales to t0=700 and the other to t0=650, so every stored "
-        "number differs by 2**50"
-    ),
-)
 def test_apply_order_independent_across_a_rescale() -> None:
     params = CoreParams(covis_half_life_s=1.0, popularity_half_life_s=1.0)
     visits = [CoVisit("a", 0), CoVisit("b", 700_000, (("a", 1.0),)), CoVisit("c", 650_000, (("a", 1.0),))]
@@ -295,50 +278,63 @@ def test_apply_order_independent_across_a_rescale() -> None:
         first.apply(v)
     for v in (visits[0], visits[2], visits[1]):
         second.apply(v)
-    # The present-value ratios agree (so rankings agree); the stored numbers do not.
-    assert second.count("b") / second.count("c") == pytest.approx(first.count("b") / first.count("c"), rel=1e-9)
+    # t0 follows the newest event seen, in fixed epochs: both orders end on the same t0 and numbers.
+    assert first.t0_s == second.t0_s
+    for item in "abc":
+        _assert_records_equal(second.record(item), first.record(item))
     for item in "abc":
         _assert_records_equal(second.record(item), first.record(item))
 
 
-def test_rescaling_keeps_numbers_finite_and_ratios_exact() -> None:
-    params = CoreParams(covis_half_life_s=1.0, popularity_half_life_s=1.0, covis_backward=0.5)
+@pytest.mark.parametrize(("covis_hl", "pop_hl"), [(1.0, 1.0), (2.0, 1.0), (1.0, 2.0)])
+def test_rescaling_keeps_numbers_finite_and_ratios_exact(covis_hl: float, pop_hl: float) -> None:
+    params = CoreParams(covis_half_life_s=covis_hl, popularity_half_life_s=pop_hl, covis_backward=0.5)
     covis = CoVisitation(params)
-    names = "abc"
+    names = "abcz"
     timeline: list[tuple[str, float, str | None]] = []  # (item, ts_s, previous item)
     prev: str | None = None
-    for step, t in enumerate(range(0, 3_001, 50)):  # 3000 half-lives: far beyond _MAX_EXPONENT
-        item = names[step % 3]
-        timeline.append((item, float(t), prev))
-        covis.apply(CoVisit(item, t * 1000, () if prev is None else ((prev, 1.0),)))
-        prev = item
+    for step, t in enumerate(range(0, 3_001, 50)):  # 1500+ half-lives: many epochs
+        # "z" is seen once, late: its weight must survive the rescales before and after it.
+        for item, ts in ([("z", 2_540)] if t == 2_550 else []) + [(names[step % 3], t)]:
+            timeline.append((item, float(ts), prev))
+            covis.apply(CoVisit(item, ts * 1000, () if prev is None else ((prev, 1.0),)))
+            prev = item
     end = timeline[-1][1]
-    assert end > 4 * _MAX_EXPONENT
+    assert (end - timeline[0][1]) / max(covis_hl, pop_hl) > 2 * _EPOCH_HALF_LIVES
     assert covis.t0_s is not None and covis.t0_s > 0  # it did rescale
 
-    def weight(t: float) -> float:  # present value relative to the end, exact powers of two
-        return math.ldexp(1.0, int(t - end))
+    def weight(t: float, hl: float) -> float:  # present value relative to the end: exact powers of two
+        return math.ldexp(1.0, int((t - end) / hl))
 
-    want_count = {n: math.fsum(weight(t) for i, t, _ in timeline if i == n) for n in names}
+    want_count = {n: math.fsum(weight(t, covis_hl) for i, t, _ in timeline if i == n) for n in names}
+    want_pop = {n: math.fsum(weight(t, pop_hl) for i, t, _ in timeline if i == n) for n in names}
     want_pair = {
-        (p, i): math.fsum(weight(t) for j, t, q in timeline if j == i and q == p) for i in names for p in names if p != i
+        (p, i): math.fsum(weight(t, covis_hl) for j, t, q in timeline if j == i and q == p)
+        for i in names
+        for p in names
+        if p != i
     }
     for arr in (covis.counts, covis.popularities):
         assert np.isfinite(arr).all()
     for n in names:
         assert math.isfinite(covis.count(n)) and covis.count(n) > 0
+        assert math.isfinite(covis.popularity(n)) and covis.popularity(n) > 0
         for m in names:
             assert math.isfinite(covis.pair(n, m))
-    ref = want_count["c"]  # the newest item
     for n in names:
-        assert covis.count(n) / covis.count("c") == pytest.approx(want_count[n] / ref, rel=1e-9)
-        assert covis.popularity(n) / covis.popularity("c") == pytest.approx(want_count[n] / ref, rel=1e-9)
+        assert covis.count(n) / covis.count("a") == pytest.approx(want_count[n] / want_count["a"], rel=1e-9, abs=0), n
+        want = want_pop[n] / want_pop["a"]
+        assert covis.popularity(n) / covis.popularity("a") == pytest.approx(want, rel=1e-9, abs=0), n
+    # Pair weights and counts share the co-visitation clock: their ratio is exact too.
+    assert covis.pair("c", "a") / covis.count("a") == pytest.approx(
+        (want_pair[("c", "a")] + 0.5 * want_pair[("a", "c")]) / want_count["a"], rel=1e-9, abs=0
+    )
     ref_pair = want_pair[("b", "c")]
     for (p, i), w in want_pair.items():
         if w:
-            assert covis.pair(p, i) / covis.pair("b", "c") == pytest.approx(w / ref_pair, rel=1e-9), (p, i)
+            assert covis.pair(p, i) / covis.pair("b", "c") == pytest.approx(w / ref_pair, rel=1e-9, abs=0), (p, i)
             assert covis.pair(i, p) / covis.pair("b", "c") == pytest.approx(
-                (0.5 * w + want_pair.get((i, p), 0.0)) / ref_pair, rel=1e-9
+                (0.5 * w + want_pair.get((i, p), 0.0)) / ref_pair, rel=1e-9, abs=0
             ), (i, p)
 
 
@@ -347,7 +343,7 @@ def test_rescale_marks_everything_dirty() -> None:
     covis.apply(CoVisit("a", 0))
     covis.apply(CoVisit("b", 0))
     covis.take_dirty()
-    covis.apply(CoVisit("c", int((_MAX_EXPONENT + 10) * 1000)))
+    covis.apply(CoVisit("c", int((_EPOCH_HALF_LIVES + 10) * 1000)))
     assert set(covis.take_dirty()) == {"a", "b", "c"}
 
 
@@ -424,7 +420,7 @@ def test_scores_follow_the_documented_formula() -> None:
         want = sum(
             w * pair.get((a, cand), 0.0) / count[a] ** 0.5 for a, w in anchors if a in count
         ) / count[cand] ** 0.3
-        assert scores[covis.id_of(cand)] == pytest.approx(want, rel=1e-12), cand
+        assert scores[covis.id_of(cand)] == pytest.approx(want, rel=1e-12, abs=0), cand
     assert scores[covis.id_of("b")] > 0 and scores[covis.id_of("c")] > 0
 
 
@@ -442,11 +438,24 @@ def test_unknown_or_pairless_anchors_score_nothing() -> None:
 
 def test_scores_see_pairs_added_after_an_earlier_scoring() -> None:
     covis = CoVisitation(CoreParams(covis_backward=0.0))
+    covis.apply(CoVisit("a", 0))
     covis.apply(CoVisit("b", 0, (("a", 1.0),)))
     first = _by_name(covis, covis.scores([("a", 1.0)]))
     assert set(first) == {"b"}
     covis.apply(CoVisit("c", 0, (("a", 1.0),)))  # the cached row of "a" must be refreshed
     assert set(_by_name(covis, covis.scores([("a", 1.0)]))) == {"b", "c"}
+
+
+def test_items_never_visited_here_are_no_evidence() -> None:
+    """Pairs whose anchor or candidate has no count (visits older than the topic) must not explode."""
+    covis = CoVisitation(CoreParams())
+    covis.apply(CoVisit("b", 0, (("a", 1.0),)))  # "a" itself was never visited here
+    covis.apply(CoVisit("c", 0))
+    covis.apply(CoVisit("d", 0, (("c", 1.0),)))
+    scores = _by_name(covis, covis.scores([("a", 1.0), ("c", 1.0)]))
+    assert set(scores) == {"d"} and all(np.isfinite(list(scores.values())))
+    # ... and "a", reached backwards from "b", is no candidate either.
+    assert _by_name(covis, covis.scores([("b", 1.0)])) == {}
 
 
 # -- popularity -----------------------------------------------------------------------------------
@@ -521,7 +530,9 @@ def _state_by_name(covis: CoVisitation) -> dict[str, Any]:
 
 @settings(max_examples=50, deadline=None)
 @given(visits=_WITH_RESCALES, later=_WITH_RESCALES, save_every=st.integers(1, 5))
-def test_restore_from_records_reproduces_the_store(visits: list[CoVisit], later: list[CoVisit], save_every: int) -> None:
+def test_restore_from_records_reproduces_the_store(
+    visits: list[CoVisit], later: list[CoVisit], save_every: int
+) -> None:
     params = _HL_PARAMS
     original = CoVisitation(params)
     store: dict[str, dict[str, Any]] = {}

@@ -209,13 +209,6 @@ def test_a_target_outside_the_list_is_a_miss() -> None:
     assert report.ranks.tolist() == [0, 0, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: evaluate() does not cut a model's list to k: a model returning more than k items "
-        "(here 2k, target at rank k+2) is credited with a hit@k, ndcg and mrr for a rank beyond k"
-    ),
-)
 def test_a_target_beyond_k_in_a_longer_list_is_a_miss() -> None:
     report = evaluate(Oracle(TWO_USERS, rank=K + 2, length=2 * K), TWO_USERS, k=K)
     assert report.metrics[f"hit@{K}"] == 0.0
