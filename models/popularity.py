@@ -1,8 +1,8 @@
-"""Recent popularity: what the last N interactions were about.
+"""Recent popularity over an exact sliding window of the last N interactions.
 
-It answers for users with no usable taste yet (cold start, or only unknown items) and fills lists
-that filters left short. Each worker counts the events it sees; with several workers each count
-is a sample of the whole stream, which is enough for a fallback.
+This is the "recent popularity" baseline of `recstream evaluate`: the textbook version people run.
+recstream itself ranks with decayed popularity kept in models.covisitation, which every worker
+applies from the shared co-visits topic, so it sees the whole stream rather than its partitions.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from models.index import ItemIndex
 from models.params import CoreParams
 from schemas.records import Event, Item
 from streams import sources
+from streams.markdown_sections import write_section
 from streams.settings import Settings
 
 JSON_KEYS = ("hit@{k}", "ndcg@{k}", "mrr", "new_item_hit@{k}", "coverage")
@@ -87,17 +90,35 @@ def models_for(index: ItemIndex, encoder: CachedEncoder, params: CoreParams, bas
     return models
 
 
-def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemIndex, k: int) -> list[Report]:
+def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemIndex, k: int, jobs: int = 1) -> list[Report]:
+    """Every model over the same events; with jobs > 1 the models run in forked worker processes."""
+
     def similarity(items: list[str]) -> float | None:
         vecs = index.vectors(items)
         sims = vecs @ vecs.T
         n = len(items)
         return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
-    return [
-        evaluate(m, events, k, catalog_size=len(index), similarity=similarity, progress=_progress(m.name, len(events)))
-        for m in models
-    ]
+    def run(i: int) -> Report:
+        m = models[i]
+        return evaluate(m, events, k, catalog_size=len(index), similarity=similarity, progress=_progress(m.name, len(events)))
+
+    if jobs <= 1 or len(models) == 1:
+        return [run(i) for i in range(len(models))]
+    # fork: children inherit the index and the models without pickling them; only Reports come back.
+    global _RUN
+    _RUN = run
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(min(jobs, len(models))) as pool:
+        return pool.map(_run_forked, range(len(models)), chunksize=1)
+
+
+_RUN: Callable[[int], Report] | None = None
+
+
+def _run_forked(i: int) -> Report:
+    assert _RUN is not None
+    return _RUN(i)
 
 
 def result_json(reports: Sequence[Report], k: int, meta: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +139,26 @@ def table(reports: Sequence[Report], k: int) -> str:
     for r in reports:
         vals = [r.metrics[c] for c in cols]
         lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" if np.isfinite(v) else "n/a" for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any], reports: Sequence[Report], k: int, command: str) -> str:
+    lines = [
+        f"Command: `{command}`  ",
+        f"Data: {result['dataset']}: {result['events']:,} events, {result['items']:,} items; "
+        f"{int(reports[0].metrics['warm_events']):,} warm events scored, "
+        f"{int(reports[0].metrics['new_item_events']):,} of them new-item events.",
+        "",
+        table(reports, k),
+    ]
+    if "ratio_to_best_baseline" in result:
+        lines += ["", f"recstream hit@{k} / best baseline ({result['best_baseline']}): **{result['ratio_to_best_baseline']}**"]
+    if "through_kafka" in result:
+        tk = result["through_kafka"]
+        lines += ["", f"Through Kafka (one worker, one event per batch): hit@{k} {tk[f'hit@{k}']:.4f} from "
+                      f"{tk['lists_received']:,} published lists vs {tk[f'in_process_hit@{k}']:.4f} in-process: "
+                      f"difference {tk['difference']:+.4f}, tolerance ±{tk['tolerance']}, "
+                      f"{'agrees' if tk['agrees'] else 'DOES NOT AGREE'} ({tk['seconds']:.0f} s)."]
     return "\n".join(lines)
 
 
@@ -157,9 +198,14 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
 @click.option("--through-kafka", is_flag=True,
               help="Also replay through a real broker and worker and score the published lists (use --limit).")
 @click.option("--tolerance", default=0.02, show_default=True, help="Allowed |hit@k| difference for --through-kafka.")
+@click.option("--write", "write_to", type=click.Path(path_type=Path), default=None,
+              help="Paste the command line and the table into this Markdown file (a section per kind of run).")
+@click.option("--jobs", default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Models evaluated in parallel processes (each on one core).")
 def evaluate_command(
     movielens: Path | None, k: int, json_out: Path | None, plot_out: Path | None, window: int, limit: int | None,
     fraction: float | None, overrides: tuple[str, ...], no_baselines: bool, through_kafka: bool, tolerance: float,
+    jobs: int, write_to: Path | None,
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
@@ -174,7 +220,7 @@ def evaluate_command(
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
     index, encoder = build_index(items, settings)
-    reports = run_models(models_for(index, encoder, params, not no_baselines), events, index, k)
+    reports = run_models(models_for(index, encoder, params, not no_baselines), events, index, k, jobs)
     meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index),
             "params": dataclasses.asdict(params)}
     result = result_json(reports, k, meta)
@@ -194,6 +240,11 @@ def evaluate_command(
     if plot_out:
         plot(reports, k, plot_out, window)
         click.echo(f"plot written to {plot_out}")
+    if write_to:
+        name = "evaluate" + (f"-first-{fraction:g}" if fraction else "") + (f"-limit-{limit}" if limit else "")
+        body = markdown(result, reports, k, "recstream evaluate " + " ".join(sys.argv[2:]))
+        write_section(write_to, name, body, heading=f"Run: {name}", title="Evaluation")
+        click.echo(f"table written to {write_to} (section {name})")
     if through_kafka and not result["through_kafka"]["agrees"]:
         raise click.ClickException(
             f"through Kafka hit@{k} differs from in-process by more than {tolerance}: {result['through_kafka']}"

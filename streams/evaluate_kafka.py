@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,20 @@ class PublishedLists:
 
 def compare_through_kafka(
     settings: Settings, items: Sequence[Item], events: Sequence[Event], in_process: Report, k: int, tolerance: float,
-    timeout: float = 900.0,
+    timeout: float = 900.0, bootstrap: str | None = None, root: Path = ROOT,
 ) -> dict[str, Any]:
-    shutil.rmtree(ROOT, ignore_errors=True)
+    """Replay `events` through a broker and a worker, score the published lists, compare with `in_process`."""
+    shutil.rmtree(root, ignore_errors=True)
+    tag = uuid.uuid4().hex[:8]  # own topics and group: a shared Kafka may hold earlier runs
     env = {
         "RECSTREAM_BATCH_MAX": "1",
         "RECSTREAM_TOP_K": str(k + LIST_SLACK),
         "RECSTREAM_ENCODER_THREADS": "2",
-        "RECSTREAM_APP_ID": f"recstream-eval-{os.getpid()}",
-        **{f"RECSTREAM_TOPIC_{t.upper()}": f"eval-{os.getpid()}.{t}" for t in ("events", "items", "recommendations", "covisits")},
+        "RECSTREAM_APP_ID": f"recstream-eval-{tag}",
+        **{f"RECSTREAM_TOPIC_{t.upper()}": f"eval-{tag}.{t}" for t in ("events", "items", "recommendations", "covisits")},
     }
-    with LocalStack(ROOT, bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), extra_env=env) as stack:
+    bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with LocalStack(root, bootstrap=bootstrap, extra_env=env) as stack:
         local = stack.settings()
         ensure_topics(wait_for_kafka(local, timeout=60), topic_specs(local))
         publisher = Publisher(make_producer(local))

@@ -21,12 +21,11 @@ import click
 
 from streams.measure import ReplayReport, measured_replay
 from streams.producing import Publisher, make_producer, publish_items
+from streams.markdown_sections import write_section
 from streams.settings import Settings
 from streams.sources import Source
 from streams.stack import LocalStack
 
-MARK_BEGIN = "<!-- bench-replay:begin -->"
-MARK_END = "<!-- bench-replay:end -->"
 
 
 def machine() -> str:
@@ -77,7 +76,6 @@ def run(settings: Settings, source: Source, runs: int, slice_size: int, latency_
 def markdown(result: dict[str, Any], command: str) -> str:
     t, lat = result["throughput_runs"], result["latency_runs"]
     return "\n".join([
-        MARK_BEGIN,
         f"Command: `{command}`  ",
         f"Machine: {result['machine']}  ",
         f"Data: {result['source']}, {result['catalog_items']} catalog items, one worker, 4 partitions.",
@@ -91,18 +89,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "Latency: event handed to the producer until its recommendation list's Kafka timestamp, for events",
         "that triggered a list (lists are coalesced per user and batch).",
-        MARK_END,
     ])
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Replay: one worker, events/s and latency (issue 2)\n\n" + section + "\n"
-    path.write_text(text)
 
 
 @click.command("bench-replay")
@@ -123,4 +110,5 @@ def bench_replay(movielens: Path | None, generated: bool, runs: int, slice_size:
     result = run(settings, source, runs, slice_size, latency_events, rate)
     click.echo(json.dumps(result, indent=2))
     if write_to is not None:
-        write_section(write_to, markdown(result, "recstream bench-replay " + " ".join(sys.argv[2:])))
+        write_section(write_to, "bench-replay", markdown(result, "recstream bench-replay " + " ".join(sys.argv[2:])),
+                      heading="Replay: one worker, events/s and latency (issue 2)", title="Benchmarks")

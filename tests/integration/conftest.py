@@ -52,6 +52,7 @@ def isolated_env() -> dict[str, str]:
         "RECSTREAM_TOPIC_EVENTS": f"t{tag}.events",
         "RECSTREAM_TOPIC_ITEMS": f"t{tag}.items",
         "RECSTREAM_TOPIC_RECOMMENDATIONS": f"t{tag}.recommendations",
+        "RECSTREAM_TOPIC_COVISITS": f"t{tag}.covisits",
         "RECSTREAM_TOPIC_DEAD_LETTER": f"t{tag}.dead-letter",
         "RECSTREAM_LOG_LEVEL": "INFO",
     }
