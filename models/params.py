@@ -40,11 +40,11 @@ class CoreParams:
     anchor_decay: float = 0.8
     # Popularity damping: divide by count**norm of the anchor and of the candidate.
     anchor_norm: float = 0.5
-    candidate_norm: float = 0.3
+    candidate_norm: float = 0.2
     # Neighbours kept per item (the strongest by decayed weight); bounds memory and scoring time.
     covis_row_limit: int = 200
     # Popularity fades faster than co-visitation: it is "what is watched now".
-    popularity_half_life_s: float = 30 * DAY_S
+    popularity_half_life_s: float = 60 * DAY_S
     popular_candidates: int = 100
     # Blend of the normalised signals: co-visitation has weight 1.
     w_popularity: float = 0.3

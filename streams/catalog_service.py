@@ -13,7 +13,6 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from models.catalog import Catalog
@@ -22,7 +21,7 @@ from models.index import ItemIndex
 from schemas.decode import InvalidMessage, Limits, decode_item
 from schemas.records import Item
 from streams import metrics
-from streams.full_reader import caught_up, open_full_reader
+from streams.full_reader import WholeTopicService, caught_up
 from streams.publishing import DeadLetters
 from streams.settings import Settings
 
@@ -31,17 +30,14 @@ log = logging.getLogger(__name__)
 ITEMS_BATCH = 256
 
 
-class CatalogService(Service):
+class CatalogService(WholeTopicService):
     def __init__(self, settings: Settings, dead_letters: DeadLetters, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.settings = settings
+        super().__init__(settings, **kw)
         self.dead_letters = dead_letters
         self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
         self.catalog: Catalog | None = None
         self.loaded = asyncio.Event()
-        self._offsets: dict[int, int] = {}
         self._dirty = False
-        self._consumer: AIOKafkaConsumer | None = None
 
     @property
     def index(self) -> ItemIndex:
@@ -71,24 +67,9 @@ class CatalogService(Service):
         self.catalog.index.save(self.settings.index_dir, checkpoint)
         self._dirty = False
 
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        self.save()
-
-    @Service.task
-    async def _save_periodically(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.settings.index_save_interval_s)
-            # In the loop thread: the index is only ever touched from here, so no locks are needed.
-            self.save()
-
     @Service.task
     async def _read_items(self) -> None:
-        consumer, ends = await open_full_reader(
-            self.settings, self.settings.topic_items, "items", self._offsets, lambda: self.should_stop, self.sleep
-        )
-        self._consumer = consumer
+        consumer, ends = await self.open_reader(self.settings.topic_items, "items")
         started = time.monotonic()
         while not self.should_stop:
             if not self.loaded.is_set() and await caught_up(consumer, ends):

@@ -15,13 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from mode import Service
 from rocksdict import Rdict, WriteBatch
 
 from models.covisitation import CoVisit, CoVisitation
 from streams import metrics
-from streams.full_reader import open_full_reader
+from streams.full_reader import WholeTopicService
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,15 +67,12 @@ class CoVisitStore:
         self._db.close()
 
 
-class CoVisitService(Service):
+class CoVisitService(WholeTopicService):
     def __init__(self, settings: Settings, covis: CoVisitation, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.settings = settings
+        super().__init__(settings, **kw)
         self.covis = covis
         self._store: CoVisitStore | None = None
-        self._offsets: dict[int, int] = {}
         self._dirty = False
-        self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
         self._store = CoVisitStore(self.settings.worker_dir / "covisits")
@@ -89,24 +85,13 @@ class CoVisitService(Service):
             self._dirty = False
 
     async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        self.save()
+        await super().on_stop()
         if self._store is not None:
             self._store.close()
 
     @Service.task
-    async def _save_periodically(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.settings.index_save_interval_s)
-            self.save()
-
-    @Service.task
     async def _read_visits(self) -> None:
-        consumer, _ends = await open_full_reader(
-            self.settings, self.settings.topic_covisits, "covisits", self._offsets, lambda: self.should_stop, self.sleep
-        )
-        self._consumer = consumer
+        consumer, _ends = await self.open_reader(self.settings.topic_covisits, "covisits")
         while not self.should_stop:
             batches = await consumer.getmany(timeout_ms=100, max_records=_READ_BATCH)
             for tp, records in batches.items():

@@ -209,6 +209,8 @@ def evaluate_command(
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
+    if through_kafka and overrides:
+        raise click.UsageError("--set cannot be combined with --through-kafka: the worker runs the default parameters")
     source = sources.resolve(movielens, settings.movielens)
     if source.movielens is None:
         raise click.ClickException(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
 
 from streams.settings import Settings
 
@@ -65,3 +67,39 @@ async def caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int])
         if await consumer.position(tp) < end:
             return False
     return True
+
+
+class WholeTopicService(Service):
+    """A service that reads a whole topic into local state and checkpoints it with the offsets.
+
+    Subclasses implement `save` (write state and `self._offsets` together); this base saves every
+    `index_save_interval_s` and at shutdown. Everything runs on the event loop thread, so the
+    state needs no locks.
+    """
+
+    def __init__(self, settings: Settings, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self._offsets: dict[int, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def save(self) -> None:
+        raise NotImplementedError
+
+    async def open_reader(self, topic: str, purpose: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+        consumer, ends = await open_full_reader(
+            self.settings, topic, purpose, self._offsets, lambda: self.should_stop, self.sleep
+        )
+        self._consumer = consumer
+        return consumer, ends
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self.save()
+
+    @Service.task
+    async def _save_periodically(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.settings.index_save_interval_s)
+            self.save()
