@@ -133,7 +133,7 @@ def _explain(
     w_content: float,
 ) -> list[Scored]:
     """Each item is explained by the signal that contributed most to its score."""
-    kinds = dict(reversed(state.recent))
+    kinds = {item: kind for item, kind in state.recent if kind in _VERBS}  # newest positive kind wins
     content_items = [item for _, item in best if _dominant(terms[item], w_content) == "content"]
     by_content = dict(_content_reasons(state, content_items, index))
     out: list[Scored] = []

@@ -13,8 +13,8 @@ from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
 from streams.publishing import DeadLetters
 from streams.settings import Settings
+from streams.state_export import USERS_TABLE
 
-USERS_TABLE = "users"
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -34,6 +34,9 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         topic_partitions=partitions,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        # A killed worker's partitions are reassigned after this, not after Faust's 60 s default.
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_session_timeout_s / 4,
         autodiscover=False,
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)

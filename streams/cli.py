@@ -26,7 +26,7 @@ from streams.settings import Settings
 from streams.stack import StackError
 from streams import sources
 
-EXPECTED = (DatasetError, BrokerError, DeliveryError, StackError, TimeoutError, KafkaException, OSError)
+EXPECTED = (DatasetError, BrokerError, DeliveryError, StackError, TimeoutError, KafkaException, OSError, LookupError)
 
 
 def _settings() -> Settings:
@@ -197,6 +197,23 @@ def demo(movielens: Path | None, generated: bool, limit: int, keep_running: bool
 
     settings = _settings()
     run_demo(settings, _source(movielens, generated, settings), limit, keep_running)
+
+
+@cli.group()
+def state() -> None:
+    """Inspect the users' state."""
+
+
+@state.command("export")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON Lines file to write.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds allowed to read the changelog to its end.")
+def state_export(out: Path, timeout: float) -> None:
+    """Write every user's state (JSON Lines) from the users changelog; safe while workers run."""
+    from streams.state_export import changelog_topic, export_to_file
+
+    settings = _settings()
+    n = export_to_file(settings, out, timeout)
+    click.echo(f"exported {n} users from {changelog_topic(settings)} to {out}")
 
 
 cli.add_command(bench_replay)

@@ -6,7 +6,6 @@ needed whole by each worker, so their services assign themselves every partition
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,8 +13,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 async def open_full_reader(
@@ -50,13 +47,10 @@ async def open_full_reader(
         offset = saved.get(tp.partition)
         if offset is None:
             await consumer.seek_to_beginning(tp)
-        elif offset > ends[tp]:
-            log.warning(
-                "topic is shorter than the saved state (a new broker?): re-reading it from the start",
-                extra={"topic": topic, "partition": tp.partition, "saved": offset, "end": ends[tp]},
-            )
-            await consumer.seek_to_beginning(tp)
         else:
+            # Trust the saved offset: end offsets cannot tell a new broker from an old one (the
+            # embedded broker under-reports them). Should the offset not exist, the consumer's
+            # "earliest" reset re-reads the new topic, which holds only new records.
             consumer.seek(tp, offset)
     return consumer, ends
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     topic_dead_letter: str = Field("recstream.dead-letter", description="Where undecodable or invalid messages go")
     events_partitions: int = Field(4, ge=1, description="Partitions of the events and recommendations topics")
+    kafka_session_timeout_s: float = Field(
+        10.0, ge=6.0, le=300.0,
+        description="Consumer-group session timeout: how soon a crashed worker's partitions move to another",
+    )
     app_id: str = Field("recstream", description="Faust app id: the consumer group and the table changelog prefix")
 
     # Worker

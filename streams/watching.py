@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ def _consumer(settings: Settings) -> Consumer:
 def _assign_all(consumer: Consumer, topic: str, start: int) -> None:
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     if meta.error is not None:
-        raise RuntimeError(f"topic {topic} is not available: {meta.error}")
+        raise LookupError(f"topic {topic} is not available ({meta.error}): has a worker run against this broker with these settings?")
     consumer.assign([TopicPartition(topic, p, start) for p in meta.partitions])
 
 
@@ -87,6 +88,16 @@ class RecommendationWatcher:
             time.sleep(0.01)
         return None
 
+    def wait_for_any_after(self, after: float, timeout: float = 10.0) -> bool:
+        """True once any list arrives after `after` (epoch s): the pipeline is flowing again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.seen and self.seen[-1].received_at >= after:
+                    return True
+            time.sleep(0.05)
+        return False
+
     def wait_for_trigger(self, event_id: str, timeout: float = 10.0) -> Seen | None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -127,27 +138,39 @@ def read_topic(settings: Settings, topic: str, count: int, timeout: float = 10.0
         consumer.close()
 
 
-def latest_for_user(settings: Settings, user_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
-    """Scan the recommendations topic to its end and return the user's newest list."""
+def scan_to_end(settings: Settings, topic: str, timeout: float = 30.0, idle: float = 1.5) -> Iterator[Any]:
+    """Every message of `topic` from the beginning until it is read to its end.
+
+    "The end" is the high watermark *and* `idle` seconds without a new message: some brokers (the
+    embedded Tansu among them) report a watermark short of the last record when records were
+    produced in batches, so the watermark alone would stop early. No consumer group (no join wait,
+    no committed offsets): it reads beside running workers.
+    """
     consumer = _consumer(settings)
     try:
-        topic = settings.topic_recommendations
         _assign_all(consumer, topic, OFFSET_BEGINNING)
-        ends = {}
-        for tp in consumer.assignment():
-            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            ends[tp.partition] = high
-        pending = {p for p, high in ends.items() if high > 0}
-        found: dict[str, Any] | None = None
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in consumer.assignment()}
+        reached = {p: 0 for p in ends}
         deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+        last_message = time.monotonic()
+        while any(reached[p] < ends[p] for p in ends) or time.monotonic() - last_message < idle:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout:.0f}s; is the broker up?")
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
                 if msg.error():
                     continue
-                if msg.key() == user_id.encode():
-                    found = json.loads(msg.value()) if msg.value() is not None else None  # None: erased
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    pending.discard(msg.partition())
-        return found
+                last_message = time.monotonic()
+                reached[msg.partition()] = max(reached[msg.partition()], msg.offset() + 1)
+                yield msg
     finally:
         consumer.close()
+
+
+def latest_for_user(settings: Settings, user_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    """Scan the recommendations topic to its end and return the user's newest list."""
+    found: dict[str, Any] | None = None
+    key = user_id.encode()
+    for msg in scan_to_end(settings, settings.topic_recommendations, timeout):
+        if msg.key() == key:
+            found = json.loads(msg.value()) if msg.value() is not None else None  # None: erased
+    return found
