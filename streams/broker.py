@@ -60,6 +60,12 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the broker process (tests pause it with SIGSTOP and resume it with SIGCONT)."""
+        if self._proc is None:
+            raise BrokerError("embedded broker is not running")
+        self._proc.send_signal(sig)
+
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         if port_open(self.host, self.port):
             raise BrokerError(

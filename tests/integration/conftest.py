@@ -7,7 +7,6 @@ when a Docker engine answers, else the embedded Tansu broker.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.stack import LocalStack
+from helpers import isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +42,6 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log = tmp_path_factory.mktemp("broker") / "broker.log"
         with EmbeddedBroker(free_port(), log_file=log) as broker:
             yield broker.bootstrap
-
-
-def isolated_env() -> dict[str, str]:
-    """Own topics and consumer group per stack, so tests sharing one broker cannot see each other."""
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "RECSTREAM_APP_ID": f"recstream-test-{tag}",
-        "RECSTREAM_TOPIC_EVENTS": f"t{tag}.events",
-        "RECSTREAM_TOPIC_ITEMS": f"t{tag}.items",
-        "RECSTREAM_TOPIC_RECOMMENDATIONS": f"t{tag}.recommendations",
-        "RECSTREAM_TOPIC_COVISITS": f"t{tag}.covisits",
-        "RECSTREAM_TOPIC_DEAD_LETTER": f"t{tag}.dead-letter",
-        "RECSTREAM_LOG_LEVEL": "INFO",
-    }
 
 
 @pytest.fixture(scope="module")

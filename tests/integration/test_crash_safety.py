@@ -6,11 +6,8 @@ changelog, without crashes. The two `recstream state export`s must agree user by
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,29 +20,13 @@ from streams.producing import Publisher, make_producer, paced, publish_event, pu
 from streams.stack import LocalStack, WorkerProcess
 from streams.watching import RecommendationWatcher
 
+from helpers import wait_until_applied
+
 pytestmark = pytest.mark.integration
 
 N_USERS, PER_USER = 400, 50  # 20,000 events
 KILLS = 3
 RATE = 800.0
-
-
-def _export(env: dict[str, str], out: Path) -> dict[str, dict]:
-    """`recstream state export` as a user runs it, beside the running worker."""
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "state", "export", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return {row["user_id"]: row for row in map(json.loads, out.read_text().splitlines())}
-
-
-def _wait_until_applied(env: dict[str, str], out: Path, last_of_user: dict[str, str], timeout: float) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = _export(env, out)
-        done = all(rows.get(u, {}).get("last_event_id") == e for u, e in last_of_user.items())
-        if done or time.monotonic() > deadline:
-            return rows
-        time.sleep(2.0)
 
 
 def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: LocalStack, tmp_path: Path) -> None:
@@ -80,7 +61,7 @@ def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: L
             recoveries.append(time.time() - killed_at)
         sender.join()
     env = worker.env
-    crashed = _wait_until_applied(env, tmp_path / "crashed.jsonl", last_of_user, timeout=300)
+    crashed = wait_until_applied(env, tmp_path / "crashed.jsonl", last_of_user, timeout=300)
 
     # The reference: same events, its own group and changelog, no crashes.
     ref_env = {**stack.extra_env, "RECSTREAM_APP_ID": stack.extra_env["RECSTREAM_APP_ID"] + "-ref"}
@@ -88,7 +69,7 @@ def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: L
     ref_worker: WorkerProcess = ref_stack.add_worker("reference")
     try:
         ref_worker.wait_ready(timeout=240)
-        reference = _wait_until_applied(ref_worker.env, tmp_path / "reference.jsonl", last_of_user, timeout=300)
+        reference = wait_until_applied(ref_worker.env, tmp_path / "reference.jsonl", last_of_user, timeout=300)
     finally:
         ref_stack.stop()
 
