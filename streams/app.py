@@ -11,6 +11,7 @@ from streams import metrics
 from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
+from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
 from streams.state_export import USERS_TABLE
@@ -38,6 +39,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=settings.kafka_session_timeout_s / 4,
         autodiscover=False,
+        broker_credentials=faust_credentials(settings),
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)
     recs_topic = _raw_topic(app, settings.topic_recommendations, partitions)

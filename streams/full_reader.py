@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
+from streams.kafka_security import aiokafka_options
 from streams.settings import Settings
 
 
@@ -33,6 +34,7 @@ async def open_full_reader(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
+        **aiokafka_options(settings),
     )
     await consumer.start()
     partitions = consumer.partitions_for_topic(topic) or set()

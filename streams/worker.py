@@ -61,13 +61,6 @@ def run_worker(settings: Settings) -> None:
     from streams.app import build_app
 
     logs.configure(settings.log_level)
-    if settings.kafka_security_protocol != "PLAINTEXT":
-        # Refuse rather than silently connect in plaintext: the worker's Faust/aiokafka clients
-        # do not take SASL/SSL settings yet (the CLI's confluent-kafka clients do).
-        raise SystemExit(
-            "error: the worker supports RECSTREAM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT only for now; "
-            "run it inside the cluster network or use a PLAINTEXT listener"
-        )
     admin = wait_for_kafka(settings)
     ensure_topics(admin, topic_specs(settings))
     partitions = events_partition_count(admin, settings)
