@@ -14,6 +14,7 @@ from streams.events_agent import EventsProcessor
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
+from streams.topics import DEAD_LETTER_MAX_BYTES
 from streams.state_export import USERS_TABLE
 
 
@@ -40,6 +41,8 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         broker_heartbeat_interval=settings.kafka_session_timeout_s / 4,
         autodiscover=False,
         broker_credentials=faust_credentials(settings),
+        # Dead letters carry the original base64-encoded: room for a ~1 MB event.
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)
     recs_topic = _raw_topic(app, settings.topic_recommendations, partitions)

@@ -16,6 +16,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Every worker replays this log into its co-visitation store; keep it at least as long as
         # a new worker should learn from (the co-visitation half-life is a year of event time).
         TopicSpec(settings.topic_covisits, p, {"retention.ms": str(365 * DAY_MS)}),
-        TopicSpec(settings.topic_dead_letter, 1, {"retention.ms": str(14 * DAY_MS)}),
+        # A dead letter carries its original base64-encoded: a 1 MB event needs ~1.4 MB.
+        TopicSpec(settings.topic_dead_letter, 1, {"retention.ms": str(14 * DAY_MS), "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
     ]
 
 

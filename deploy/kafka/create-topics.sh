@@ -7,7 +7,7 @@
 #   items            1 partition, compacted (the catalog, keyed by item_id)
 #   recommendations  EVENTS_PARTITIONS partitions, compacted (keyed by user_id: latest list per user)
 #   covisits         EVENTS_PARTITIONS partitions, retention 365 days (every worker replays it)
-#   dead-letter      1 partition, retention 14 days
+#   dead-letter      1 partition, retention 14 days, messages up to 4 MiB (originals in base64)
 #
 # Environment (all optional):
 #   BOOTSTRAP            bootstrap servers                       (default kafka:29092)
@@ -59,6 +59,7 @@ create_topic "$TOPIC_COVISITS" "$EVENTS_PARTITIONS" \
     --config "retention.ms=${RETENTION_365_DAYS_MS}"
 
 create_topic "$TOPIC_DEAD_LETTER" 1 \
-    --config "retention.ms=${RETENTION_14_DAYS_MS}"
+    --config "retention.ms=${RETENTION_14_DAYS_MS}" \
+    --config "max.message.bytes=4194304"
 
 echo "create-topics: done (5 topics ensured)"

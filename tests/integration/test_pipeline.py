@@ -89,7 +89,8 @@ def test_search_steers_the_list_and_explains_itself(worker, settings, publisher,
 
 
 def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(worker, settings, publisher, watcher) -> None:
-    bad = [b"not json at all", b'{"event_id": "x", "user_id": "u", "type": "teleport", "ts": 1}', b"\xff\xfe\xfd"]
+    big = b'{"pad": "' + b"x" * 900_000 + b'"}'  # its dead letter (base64) is over the 1 MB Kafka default
+    bad = [b"not json at all", b'{"event_id": "x", "user_id": "u", "type": "teleport", "ts": 1}', b"\xff\xfe\xfd", big]
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     for value in bad:
         producer.produce(settings.topic_events, key=b"dlq-user", value=value)
@@ -105,6 +106,7 @@ def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(worker, setti
     assert reasons[b"not json at all"] == "invalid_json"
     assert reasons[b"\xff\xfe\xfd"] == "invalid_json"
     assert reasons[bad[1]] == "schema_violation"
+    assert reasons[big] == "too_large"
     assert worker.proc is not None and worker.proc.poll() is None
 
 

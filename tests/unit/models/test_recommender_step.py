@@ -6,7 +6,6 @@ import hashlib
 from typing import Sequence
 
 import numpy as np
-import pytest
 
 from models.index import ItemIndex
 from models.interest import UserState, apply_event
