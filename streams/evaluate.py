@@ -222,7 +222,11 @@ def evaluate_command(
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
     index, encoder = build_index(items, settings)
-    reports = run_models(models_for(index, encoder, params, not no_baselines), events, index, k, jobs)
+    try:
+        models = models_for(index, encoder, params, not no_baselines)
+    except ValueError as exc:  # a catalog too large for a dense baseline
+        raise click.ClickException(f"{exc}; or pass --no-baselines") from exc
+    reports = run_models(models, events, index, k, jobs)
     meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index),
             "params": dataclasses.asdict(params)}
     result = result_json(reports, k, meta)
