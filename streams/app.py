@@ -14,9 +14,8 @@ from streams.events_agent import EventsProcessor
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_MAX_BYTES
 from streams.state_export import USERS_TABLE
-
+from streams.topics import DEAD_LETTER_MAX_BYTES
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:

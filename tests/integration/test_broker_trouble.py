@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pytest
 
 from models.datasets.synthetic import generate_catalog, generate_events
 from streams.broker import EmbeddedBroker, free_port
-from streams.producing import Publisher, make_producer, paced, publish_event, publish_items
 from streams.stack import LocalStack
 
-from helpers import isolated_env, wait_until_applied
+from helpers import isolated_env, replay_in_background, start_worker_with_catalog, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +25,8 @@ def test_a_paused_broker_loses_nothing_and_applies_nothing_twice(tmp_path: Path)
     with EmbeddedBroker(free_port(), log_file=tmp_path / "broker.log") as broker, \
             LocalStack(tmp_path, bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
         settings = stack.settings()
-        publisher = Publisher(make_producer(settings))
-        publish_items(publisher, settings.topic_items, catalog)
-        publisher.flush()
-        worker = stack.add_worker("steady")
-        worker.wait_ready(timeout=240)
-
-        def replay() -> None:
-            for event in paced(events, 400.0):
-                publish_event(publisher, settings.topic_events, event)
-            publisher.flush(timeout=120)
-
-        sender = threading.Thread(target=replay)
-        sender.start()
+        publisher, worker = start_worker_with_catalog(stack, "steady", catalog)
+        sender = replay_in_background(publisher, settings, events, 400.0)
         time.sleep(4.0)
         broker.signal(signal.SIGSTOP)
         time.sleep(20.0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -16,11 +15,10 @@ import numpy as np
 import pytest
 
 from models.datasets.synthetic import generate_catalog, generate_events
-from streams.producing import Publisher, make_producer, paced, publish_event, publish_items
 from streams.stack import LocalStack, WorkerProcess
 from streams.watching import RecommendationWatcher
 
-from helpers import wait_until_applied
+from helpers import replay_in_background, start_worker_with_catalog, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +33,11 @@ def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: L
     events = generate_events(catalog, n_users=N_USERS, events_per_user=PER_USER)
     assert len(events) == 20_000
     last_of_user = {e.user_id: e.event_id for e in events}
-    publisher = Publisher(make_producer(settings))
-    publish_items(publisher, settings.topic_items, catalog)
-    publisher.flush()
-    worker = stack.add_worker("crashy")
-    worker.wait_ready(timeout=240)
-
-    def replay() -> None:
-        for event in paced(events, RATE):
-            publish_event(publisher, settings.topic_events, event)
-        publisher.flush()
-
-    sender = threading.Thread(target=replay)
+    publisher, worker = start_worker_with_catalog(stack, "crashy", catalog)
     rng = random.Random(4)
     recoveries: list[float] = []
     with RecommendationWatcher(settings) as watcher:
-        sender.start()
+        sender = replay_in_background(publisher, settings, events, RATE)
         for _ in range(KILLS):
             time.sleep(rng.uniform(1.0, 5.0))
             worker.stop(sig=signal.SIGKILL)
