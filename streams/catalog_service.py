@@ -72,15 +72,17 @@ class CatalogService(WholeTopicService):
         consumer, ends = await self.open_reader(self.settings.topic_items, "items")
         started = time.monotonic()
         while not self.should_stop:
-            if not self.loaded.is_set() and await caught_up(consumer, ends):
-                self.loaded.set()
-                self.save()
-                log.info("catalog caught up", extra={"items": len(self.index), "seconds": round(time.monotonic() - started, 1)})
             batches = await consumer.getmany(timeout_ms=200, max_records=ITEMS_BATCH)
             for tp, records in batches.items():
                 await self._apply(records)
                 self._offsets[tp.partition] = records[-1].offset + 1
                 self._dirty = True
+            # Caught up = past the end offsets *and* a fetch that found nothing more: some brokers
+            # (the embedded Tansu) report end offsets short of the last record.
+            if not self.loaded.is_set() and not batches and await caught_up(consumer, ends):
+                self.loaded.set()
+                self.save()
+                log.info("catalog caught up", extra={"items": len(self.index), "seconds": round(time.monotonic() - started, 1)})
 
     async def _apply(self, records: list[Any]) -> None:
         assert self.catalog is not None
