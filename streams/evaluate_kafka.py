@@ -18,7 +18,7 @@ from typing import Any
 
 from models.evaluation.prequential import Report, evaluate
 from schemas.records import Event, Item
-from streams.producing import Publisher, make_producer, publish_events, publish_items
+from streams.producing import publish_events
 from streams.settings import Settings
 from streams.stack import LocalStack
 from streams.topics import ensure_topics, topic_specs
@@ -67,11 +67,7 @@ def compare_through_kafka(
     with LocalStack(root, bootstrap=bootstrap, extra_env=env) as stack:
         local = stack.settings()
         ensure_topics(wait_for_kafka(local, timeout=60), topic_specs(local))
-        publisher = Publisher(make_producer(local))
-        publish_items(publisher, local.topic_items, items)
-        publisher.flush()
-        worker = stack.add_worker(fresh_state=True)
-        worker.wait_ready(timeout=timeout)
+        publisher, _worker = stack.start_worker_with_catalog(items, fresh_state=True, timeout=timeout)
         with RecommendationWatcher(local) as watcher:
             started = time.time()
             publish_events(publisher, local.topic_events, events)

@@ -18,9 +18,8 @@ from typing import Any
 
 import click
 
-from streams.measure import ReplayReport, measured_replay
-from streams.producing import Publisher, make_producer, publish_items
 from streams.markdown_sections import write_section
+from streams.measure import ReplayReport, measured_replay
 from streams.settings import Settings
 from streams.sources import Source
 from streams.stack import LocalStack
@@ -44,11 +43,7 @@ def run(settings: Settings, source: Source, runs: int, slice_size: int, latency_
         raise click.ClickException(f"{source.name} has {len(events)} events; the benchmark needs {needed}")
     with tempfile.TemporaryDirectory(prefix="recstream-bench-") as tmp, LocalStack(Path(tmp)) as stack:
         local = settings.model_copy(update={"kafka_bootstrap": stack.bootstrap})
-        publisher = Publisher(make_producer(local))
-        publish_items(publisher, local.topic_items, catalog)
-        publisher.flush()
-        worker = stack.add_worker()
-        worker.wait_ready(timeout=900)
+        publisher, _worker = stack.start_worker_with_catalog(catalog, timeout=900)
         throughput: list[ReplayReport] = []
         latency: list[ReplayReport] = []
         pos = 0

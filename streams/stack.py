@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.records import Item
 from streams.broker import EmbeddedBroker, free_port
+from streams.producing import Publisher, make_producer, publish_items
 from streams.settings import Settings
 
 
@@ -125,6 +128,18 @@ class LocalStack:
         worker = WorkerProcess(worker_id, self.worker_env(worker_id, port), self.root / f"{worker_id}.log", port)
         self.workers.append(worker.start())
         return worker
+
+    def start_worker_with_catalog(
+        self, catalog: Sequence[Item], worker_id: str | None = None, fresh_state: bool = False, timeout: float = 240.0
+    ) -> tuple[Publisher, WorkerProcess]:
+        """Publish `catalog`, start a worker and wait until it is ready; returns a publisher for events."""
+        settings = self.settings()
+        publisher = Publisher(make_producer(settings))
+        publish_items(publisher, settings.topic_items, catalog)
+        publisher.flush()
+        worker = self.add_worker(worker_id, fresh_state=fresh_state)
+        worker.wait_ready(timeout=timeout)
+        return publisher, worker
 
     def stop(self) -> None:
         for worker in self.workers:

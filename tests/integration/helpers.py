@@ -11,10 +11,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from schemas.records import Event, Item
-from streams.producing import Publisher, make_producer, paced, publish_event, publish_items
+from schemas.records import Event
+from streams.producing import Publisher, paced, publish_event
 from streams.settings import Settings
-from streams.stack import LocalStack, WorkerProcess
 
 
 def isolated_env() -> dict[str, str]:
@@ -48,17 +47,6 @@ def wait_until_applied(env: dict[str, str], out: Path, last_of_user: dict[str, s
         if done or time.monotonic() > deadline:
             return rows
         time.sleep(2.0)
-
-
-def start_worker_with_catalog(stack: LocalStack, worker_id: str, catalog: Sequence[Item]) -> tuple[Publisher, WorkerProcess]:
-    """Publish the catalog, start a worker and wait until it is ready; returns a publisher for events."""
-    settings = stack.settings()
-    publisher = Publisher(make_producer(settings))
-    publish_items(publisher, settings.topic_items, catalog)
-    publisher.flush()
-    worker = stack.add_worker(worker_id)
-    worker.wait_ready(timeout=240)
-    return publisher, worker
 
 
 def replay_in_background(publisher: Publisher, settings: Settings, events: Sequence[Event], rate: float) -> threading.Thread:

@@ -12,7 +12,7 @@ from models.datasets.synthetic import generate_catalog, generate_events
 from streams.broker import EmbeddedBroker, free_port
 from streams.stack import LocalStack
 
-from helpers import isolated_env, replay_in_background, start_worker_with_catalog, wait_until_applied
+from helpers import isolated_env, replay_in_background, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_a_paused_broker_loses_nothing_and_applies_nothing_twice(tmp_path: Path)
     with EmbeddedBroker(free_port(), log_file=tmp_path / "broker.log") as broker, \
             LocalStack(tmp_path, bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
         settings = stack.settings()
-        publisher, worker = start_worker_with_catalog(stack, "steady", catalog)
+        publisher, worker = stack.start_worker_with_catalog(catalog, "steady")
         sender = replay_in_background(publisher, settings, events, 400.0)
         time.sleep(4.0)
         broker.signal(signal.SIGSTOP)

@@ -18,7 +18,7 @@ from models.datasets.synthetic import generate_catalog, generate_events
 from streams.stack import LocalStack, WorkerProcess
 from streams.watching import RecommendationWatcher
 
-from helpers import replay_in_background, start_worker_with_catalog, wait_until_applied
+from helpers import replay_in_background, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: L
     events = generate_events(catalog, n_users=N_USERS, events_per_user=PER_USER)
     assert len(events) == 20_000
     last_of_user = {e.user_id: e.event_id for e in events}
-    publisher, worker = start_worker_with_catalog(stack, "crashy", catalog)
+    publisher, worker = stack.start_worker_with_catalog(catalog, "crashy")
     rng = random.Random(4)
     recoveries: list[float] = []
     with RecommendationWatcher(settings) as watcher:

@@ -28,12 +28,7 @@ def purchase(user: str, item_id: str, n: int, kind: EventType = EventType.PURCHA
 
 @pytest.fixture(scope="module")
 def worker(stack: LocalStack) -> WorkerProcess:
-    settings = stack.settings()
-    publisher = Publisher(make_producer(settings))
-    publish_items(publisher, settings.topic_items, CATALOG)
-    publisher.flush()
-    w = stack.add_worker()
-    w.wait_ready(timeout=240)
+    _publisher, w = stack.start_worker_with_catalog(CATALOG)
     return w
 
 

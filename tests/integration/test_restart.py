@@ -8,7 +8,7 @@ import pytest
 
 from models.datasets.synthetic import generate_catalog
 from schemas.records import Event, EventType
-from streams.producing import Publisher, make_producer, publish_events, publish_items
+from streams.producing import publish_events
 from streams.stack import LocalStack
 from streams.watching import RecommendationWatcher
 
@@ -18,11 +18,7 @@ pytestmark = pytest.mark.integration
 def test_state_and_index_survive_a_restart(stack: LocalStack) -> None:
     settings = stack.settings()
     catalog = generate_catalog()
-    publisher = Publisher(make_producer(settings))
-    publish_items(publisher, settings.topic_items, catalog)
-    publisher.flush()
-    worker = stack.add_worker("restart-worker")
-    worker.wait_ready(timeout=240)
+    publisher, worker = stack.start_worker_with_catalog(catalog, "restart-worker")
     embedded_first = worker.metric("recstream_items_embedded_total")
     assert embedded_first == len(catalog)
 
