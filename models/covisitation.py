@@ -20,7 +20,7 @@ from models.interest import UserState
 from models.params import CoreParams
 from schemas.records import Event, EventType
 
-_NOT_VISITS = (EventType.SEARCH, EventType.DISLIKE)
+_NOT_VISITS = (EventType.SEARCH, EventType.DISLIKE, EventType.ERASE)
 # t0 is always a multiple of this many (shorter) half-lives, chosen from the newest event seen, so
 # it depends only on *which* visits were applied, never on their order; exponents stay below ~2**300.
 _EPOCH_HALF_LIVES = 300.0

@@ -15,6 +15,8 @@ from models.params import CoreParams
 from schemas.records import Event, EventType
 
 _EXCLUDING = (EventType.PURCHASE, EventType.DISLIKE)
+# Every type but erase moves a user's interest; an erase ends the user's state instead (pipeline.step).
+INTEREST_TYPES = tuple(t for t in EventType if t is not EventType.ERASE)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ def apply_event(
     `item_vec` is None for an unknown (or not yet indexed) item: the event still counts and still
     excludes, it just cannot move the vectors.
     """
+    if event.type is EventType.ERASE:
+        raise ValueError("an erase event deletes the state; it is not folded into it (see Recommender.step)")
     dt = event.ts - state.last_ts if state.events_applied else 0
     long = state.long * np.float32(decay(params.long_half_life_s, dt))
     short = state.short * np.float32(decay(params.short_half_life_s, dt))

@@ -39,6 +39,8 @@ class StepResult:
     # What the applied events add to the shared co-visitation; the caller applies or publishes them.
     visits: list[CoVisit] = field(default_factory=list)
     unknown_items: int = 0
+    # Users whose newest event in the batch was an erase: delete their state and list, publish nothing.
+    erased: set[str] = field(default_factory=set)
 
 
 class Recommender:
@@ -67,9 +69,17 @@ class Recommender:
         """
         out = StepResult()
         query_vecs = self._encode_queries(batch)
+        # None marks a user erased in this batch: later events start them afresh, not from `states`.
+        current: dict[str, UserState | None] = {}
         for pos in batch:
             ev = pos.event
-            state = out.states.get(ev.user_id) or states.get(ev.user_id) or UserState.empty(self.index.dim)
+            if ev.type is EventType.ERASE:
+                current[ev.user_id] = None
+                out.triggers.pop(ev.user_id, None)
+                out.applied.append(ev)
+                continue
+            known = current[ev.user_id] if ev.user_id in current else states.get(ev.user_id)
+            state = known or UserState.empty(self.index.dim)
             if is_redelivery(state, pos):
                 out.duplicates.append(ev)
                 continue
@@ -83,11 +93,13 @@ class Recommender:
             visit = visit_for(state, ev, self.params)
             if visit is not None:
                 out.visits.append(visit)
-            out.states[ev.user_id] = apply_event(
+            current[ev.user_id] = apply_event(
                 state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset
             )
             out.triggers[ev.user_id] = ev
             out.applied.append(ev)
+        out.states = {u: s for u, s in current.items() if s is not None}
+        out.erased = {u for u, s in current.items() if s is None}
         users = list(out.triggers)
         extra = [exclude.get(u, ()) for u in users] if exclude else None
         lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.covis, extra)

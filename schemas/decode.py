@@ -21,6 +21,7 @@ TOO_LARGE = "too_large"
 INVALID_JSON = "invalid_json"
 SCHEMA = "schema_violation"
 QUERY_TOO_LONG = "query_too_long"
+TS_OUT_OF_RANGE = "ts_out_of_range"
 WRONG_PARTITION_KEY = "key_mismatch"
 
 
@@ -31,10 +32,19 @@ class InvalidMessage(ValueError):
         self.detail = detail
 
 
+# 1990-01-01: older "event times" are bugs (a 0, seconds taken for milliseconds), not history.
+MIN_TS_MS = 631_152_000_000
+
+
 @dataclass(frozen=True)
 class Limits:
+    """What a worker accepts; the defaults are the settings' defaults (RECSTREAM_MAX_*, RECSTREAM_EVENT_TS_*)."""
+
     max_bytes: int = 64 * 1024
     max_query_chars: int = 1_000
+    # A time far off would freeze a user's decay (a future one) or t0 of the co-visitation store.
+    min_ts_ms: int = MIN_TS_MS
+    max_future_ms: int = 86_400_000
 
 
 def _validate(model: type[Event] | type[Item], data: bytes | None, limits: Limits) -> Any:
@@ -66,10 +76,16 @@ def _reject_non_json_numbers(data: bytes) -> None:
         raise InvalidMessage(INVALID_JSON, str(exc)[:300]) from None
 
 
-def decode_event(data: bytes | None, limits: Limits = Limits()) -> Event:
+def decode_event(data: bytes | None, limits: Limits = Limits(), now_ms: int | None = None) -> Event:
+    """`now_ms` (default: the clock) bounds how far in the future an event time may be."""
     event = _validate(Event, data, limits)
     if event.query is not None and len(event.query) > limits.max_query_chars:
         raise InvalidMessage(QUERY_TOO_LONG, f"query has {len(event.query)} characters, limit {limits.max_query_chars}")
+    latest = (int(time.time() * 1000) if now_ms is None else now_ms) + limits.max_future_ms
+    if not limits.min_ts_ms <= event.ts <= latest:
+        raise InvalidMessage(
+            TS_OUT_OF_RANGE, f"ts {event.ts} is outside [{limits.min_ts_ms}, {latest}] (epoch milliseconds expected)"
+        )
     return event
 
 

@@ -22,6 +22,8 @@ class EventType(StrEnum):
     PURCHASE = "purchase"
     SEARCH = "search"
     DISLIKE = "dislike"
+    # Forget the user: state, list and table rows (see the README's "Erasing a user").
+    ERASE = "erase"
 
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -52,6 +54,8 @@ class Event(BaseModel):
         if self.type is EventType.SEARCH:
             if not self.query:
                 raise ValueError("a search event needs a non-empty 'query'")
+        elif self.type is EventType.ERASE:
+            pass
         elif self.item_id is None:
             raise ValueError(f"a {self.type.value} event needs an 'item_id'")
         return self

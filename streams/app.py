@@ -6,7 +6,6 @@ import faust
 
 from models.pipeline import Recommender
 from models.covisitation import CoVisitation
-from schemas.decode import Limits
 from streams import metrics
 from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
@@ -76,7 +75,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
                 covisits_topic=covis_topic,
                 dead_letters=dead_letters,
                 partitions=partitions,
-                limits=Limits(settings.max_message_bytes, settings.max_query_chars),
+                limits=settings.limits,
                 model_version=settings.model_version,
             )
         return processor
@@ -92,6 +91,11 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     async def report_readiness() -> None:
         recovered = app.tables.recovery.completed.is_set()
         metrics.READY.set(1 if (recovered and catalog.loaded.is_set()) else 0)
+
+    @app.timer(1.0)
+    async def report_lag() -> None:
+        if processor is not None:
+            processor.report_lag(app.consumer.highwater)
 
     @app.timer(10.0)
     async def count_users() -> None:

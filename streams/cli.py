@@ -216,6 +216,26 @@ def state_export(out: Path, timeout: float) -> None:
     click.echo(f"exported {n} users from {changelog_topic(settings)} to {out}")
 
 
+@cli.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("erase")
+@click.argument("user_id")
+@click.option("--wait", "wait_s", default=10.0, show_default=True,
+              help="Seconds to wait for the worker's confirmation (0: send and return).")
+def users_erase(user_id: str, wait_s: float) -> None:
+    """Delete everything recstream keeps about USER_ID (state, list); see the README's "Erasing a user"."""
+    from streams.erasure import erase_user
+
+    done = erase_user(_settings(), user_id, wait_s)
+    if done.confirmed_after_s is None:
+        click.echo(f"sent erase event {done.event_id} for user {user_id!r}")
+    else:
+        click.echo(f"erased user {user_id!r}: state and list deleted {done.confirmed_after_s:.2f}s after the request")
+
+
 cli.add_command(bench_replay)
 cli.add_command(evaluate_command)
 

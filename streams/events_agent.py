@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
-from faust.types import EventT, TableT, TopicT
+from faust.types import TP, EventT, TableT, TopicT
 
 from models.interest import UserState
 from models.pipeline import Positioned, Recommender
 from models.state_codec import decode_state, encode_state
 from schemas.decode import InvalidMessage, Limits, decode_event
+from schemas.records import EventType
 from streams import metrics
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
@@ -66,6 +67,8 @@ class EventsProcessor:
         self.partitions = partitions
         self.limits = limits
         self.model_version = model_version
+        # Next offset to apply per partition, for the lag gauge.
+        self.positions: dict[TP, int] = {}
 
     async def process(self, batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -77,6 +80,8 @@ class EventsProcessor:
             for user_id, state in result.states.items():
                 with acting_for(sources[user_id]):
                     self.table[user_id.encode()] = encode_state(state)
+            for user_id in result.erased:
+                await self._erase(user_id, sources[user_id])
             for user_id, items in result.recommendations.items():
                 trigger = result.triggers[user_id]
                 await self.recommendations_topic.send(
@@ -84,8 +89,9 @@ class EventsProcessor:
                     value=recommendation_value(user_id, items, trigger.event_id, self.model_version),
                 )
             if result.visits:
-                # One message per batch: every worker (this one included) applies it to its store.
-                await self.covisits_topic.send(key=positioned[0].event.user_id.encode(), value=encode_visits(result.visits))
+                # One message per batch: every worker (this one included) applies it to its store. Its key
+                # is the source partition, never a user: co-visits are anonymous item pairs.
+                await self.covisits_topic.send(key=b"p%d" % origins[0].message.partition, value=encode_visits(result.visits))
                 metrics.COVISITS_PUBLISHED.inc(len(result.visits))
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
@@ -95,10 +101,29 @@ class EventsProcessor:
             for pos, fe in zip(positioned, origins):
                 if id(pos.event) in applied:
                     metrics.EVENTS_IN.labels(pos.event.type.value).inc()
-                    if fe.message.timestamp:
+                    if fe.message.timestamp and pos.event.type is not EventType.ERASE:
                         metrics.E2E_LATENCY.observe(max(0.0, now - fe.message.timestamp))
+        for fe in batch:
+            self.positions[fe.message.tp] = fe.message.offset + 1
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _erase(self, user_id: str, source: EventT) -> None:
+        """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back) and
+        their list (a tombstone on the compacted recommendations topic)."""
+        key = user_id.encode()
+        with acting_for(source):
+            if key in self.table:
+                del self.table[key]
+        await self.recommendations_topic.send(key=key, value=None)
+        metrics.USERS_ERASED.inc()
+
+    def report_lag(self, highwater: Callable[[TP], int | None]) -> None:
+        """Consumer lag per partition: the log's end (as last fetched) minus the next offset to apply."""
+        for tp, position in self.positions.items():
+            end = highwater(tp)
+            if end is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
     async def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
         """Valid, correctly keyed events in order, each with the Faust event it came in."""

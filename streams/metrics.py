@@ -29,6 +29,10 @@ INDEX_SIZE = Gauge("recstream_index_items", "Live (recommendable) items in this 
 COVISITS_APPLIED = Counter("recstream_covisits_applied_total", "Co-visits applied to this worker's store (from all workers)")
 COVISITS_PUBLISHED = Counter("recstream_covisits_published_total", "Co-visits this worker published for its users' events")
 COVIS_ITEMS = Gauge("recstream_covisitation_items", "Items in this worker's co-visitation store")
+USERS_ERASED = Counter("recstream_users_erased_total", "Erase events applied: state row and list deleted")
+CONSUMER_LAG = Gauge(
+    "recstream_consumer_lag", "Events in the log not yet applied, per events partition this worker owns", ["topic", "partition"]
+)
 USERS_IN_STATE = Gauge("recstream_users", "Users with state on this worker's partitions")
 READY = Gauge("recstream_ready", "1 once the index is loaded and table recovery has finished")
 

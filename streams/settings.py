@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.params import CoreParams
+from schemas.decode import MIN_TS_MS, Limits
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger events are dead-lettered")
     max_query_chars: int = Field(1_000, ge=1, description="Longer search queries are dead-lettered")
+    event_ts_min_ms: int = Field(
+        MIN_TS_MS, ge=0, description="Events timed before this (epoch ms; default 1990-01-01) are dead-lettered"
+    )
+    event_ts_max_future_s: float = Field(
+        86_400.0, ge=0, description="Events timed more than this ahead of the worker's clock are dead-lettered"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Worker log level")
 
     # Recommendation
@@ -71,6 +78,15 @@ class Settings(BaseSettings):
             top_k=self.top_k,
             short_half_life_s=self.short_half_life_s,
             long_half_life_s=self.long_half_life_days * 86_400.0,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_bytes=self.max_message_bytes,
+            max_query_chars=self.max_query_chars,
+            min_ts_ms=self.event_ts_min_ms,
+            max_future_ms=int(self.event_ts_max_future_s * 1000),
         )
 
     @property

@@ -60,6 +60,8 @@ class RecommendationWatcher:
         _assign_all(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
         self.seen: list[Seen] = []
         self.latest: dict[str, Seen] = {}
+        # user -> when their tombstone (an erase) arrived, epoch s.
+        self.erased: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -70,6 +72,10 @@ class RecommendationWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             for msg in self._consumer.consume(num_messages=500, timeout=0.2):
+                if not msg.error() and msg.value() is None and msg.key() is not None:
+                    with self._lock:
+                        self.erased[msg.key().decode("utf-8", "replace")] = time.time()
+                    continue
                 seen = _decode(msg)
                 if seen is None:
                     continue
@@ -85,6 +91,16 @@ class RecommendationWatcher:
                 seen = self.latest.get(user_id)
             if seen is not None and seen.received_at >= after:
                 return seen
+            time.sleep(0.01)
+        return None
+
+    def wait_for_tombstone(self, user_id: str, timeout: float = 10.0) -> float | None:
+        """When `user_id`'s tombstone arrived (epoch s), or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if user_id in self.erased:
+                    return self.erased[user_id]
             time.sleep(0.01)
         return None
 

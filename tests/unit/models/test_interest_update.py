@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.interest import UserState, apply_event, decay, query_vector
+from models.interest import INTEREST_TYPES, UserState, apply_event, decay, query_vector
 from models.params import CoreParams
 from schemas.records import Event, EventType
 
@@ -229,7 +229,7 @@ def test_query_vector_is_unit_blend() -> None:
 
 # -- invariants -------------------------------------------------------------------------------
 
-_KINDS = list(EventType)
+_KINDS = list(INTEREST_TYPES)
 _event_specs = st.tuples(
     st.sampled_from(_KINDS),
     st.integers(min_value=-1, max_value=len(VECS) - 1),  # -1: unknown item / no query vector

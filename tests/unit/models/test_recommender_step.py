@@ -6,6 +6,7 @@ import hashlib
 from typing import Sequence
 
 import numpy as np
+import pytest
 
 from models.index import ItemIndex
 from models.interest import UserState, apply_event
@@ -250,3 +251,45 @@ def test_step_survives_deleted_history_item() -> None:
     rec.index.delete("i0")
     out = rec.step(dict(first.states), [Positioned(_ev("e2", "u", EventType.CLICK, "i1"), 2)])
     assert "i0" not in {r.item_id for r in out.recommendations["u"]}
+
+
+# -- erase ------------------------------------------------------------------------------------
+
+
+def _erase(eid: str, user: str) -> Event:
+    return Event(event_id=eid, user_id=user, type=EventType.ERASE, ts=1)
+
+
+def test_an_erase_deletes_the_user_and_publishes_no_list() -> None:
+    rec, _ = _recommender()
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1), Positioned(_ev("e2", "v", EventType.CLICK, "i1"), 2)])
+    out = rec.step(first.states, [Positioned(_ev("e3", "u", EventType.PURCHASE, "i2", ts=3), 3), Positioned(_erase("x", "u"), 4)])
+    assert out.erased == {"u"}
+    assert "u" not in out.states and "u" not in out.recommendations and "u" not in out.triggers
+    # The purchase before the erase still counts as a co-visit: the pair names items, not the user.
+    assert [v.item_id for v in out.visits] == ["i2"]
+    assert [e.event_id for e in out.applied] == ["e3", "x"]
+
+
+def test_events_after_an_erase_in_the_same_batch_start_a_new_user() -> None:
+    rec, _ = _recommender()
+    old = rec.step({}, [Positioned(_ev(f"e{n}", "u", EventType.PURCHASE, f"i{n}", ts=n), n) for n in range(1, 4)])
+    out = rec.step(old.states, [Positioned(_erase("x", "u"), 10), Positioned(_ev("e11", "u", EventType.CLICK, "i5", ts=11), 11)])
+    assert out.erased == set()
+    state = out.states["u"]
+    assert state.events_applied == 1 and state.last_event_id == "e11"
+    assert state.excluded == frozenset() and [i for i, _ in state.recent] == ["i5"]
+    # Nothing of the old history survives: no co-visit pairs the new click with erased items.
+    assert [(v.item_id, v.before) for v in out.visits] == [("i5", ())]
+    assert out.triggers["u"].event_id == "e11" and "u" in out.recommendations
+
+
+def test_erasing_an_unknown_user_is_harmless_and_repeatable() -> None:
+    rec, _ = _recommender()
+    out = rec.step({}, [Positioned(_erase("x", "nobody"), 1), Positioned(_erase("y", "nobody"), 2)])
+    assert out.erased == {"nobody"} and out.states == {} and out.recommendations == {}
+
+
+def test_apply_event_refuses_an_erase() -> None:
+    with pytest.raises(ValueError, match="erase"):
+        apply_event(UserState.empty(DIM), _erase("x", "u"), CoreParams())

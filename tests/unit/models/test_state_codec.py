@@ -23,7 +23,7 @@ _f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 def user_states(draw: st.DrawFn) -> UserState:
     dim = draw(st.integers(min_value=1, max_value=12))
     vec = st.lists(_f32, min_size=dim, max_size=dim).map(lambda xs: np.asarray(xs, dtype=np.float32))
-    kinds = st.sampled_from([k.value for k in EventType if k is not EventType.SEARCH])
+    kinds = st.sampled_from([k.value for k in EventType if k not in (EventType.SEARCH, EventType.ERASE)])
     has_q = draw(st.booleans())
     return UserState(
         long=draw(vec),

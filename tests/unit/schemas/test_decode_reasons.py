@@ -14,6 +14,7 @@ from schemas.decode import (
     QUERY_TOO_LONG,
     SCHEMA,
     TOO_LARGE,
+    TS_OUT_OF_RANGE,
     InvalidMessage,
     Limits,
     dead_letter_value,
@@ -22,7 +23,8 @@ from schemas.decode import (
 )
 from schemas.records import Event, EventType, Item
 
-CLICK = {"event_id": "e1", "user_id": "u1", "type": "click", "item_id": "m1", "ts": 1_700_000_000_000}
+T = 1_700_000_000_000  # a plausible event time (2023-11-14)
+CLICK = {"event_id": "e1", "user_id": "u1", "type": "click", "item_id": "m1", "ts": T}
 
 
 def _raw(doc: object) -> bytes:
@@ -38,8 +40,8 @@ def _reason(data: bytes | None, limits: Limits = Limits(), *, item: bool = False
 
 
 def test_reason_codes_are_the_contract() -> None:
-    assert (TOO_LARGE, INVALID_JSON, SCHEMA, QUERY_TOO_LONG) == (
-        "too_large", "invalid_json", "schema_violation", "query_too_long",
+    assert (TOO_LARGE, INVALID_JSON, SCHEMA, QUERY_TOO_LONG, TS_OUT_OF_RANGE) == (
+        "too_large", "invalid_json", "schema_violation", "query_too_long", "ts_out_of_range",
     )
     assert issubclass(InvalidMessage, ValueError)
 
@@ -50,11 +52,11 @@ def test_reason_codes_are_the_contract() -> None:
 def test_valid_events_decode() -> None:
     ev = decode_event(_raw(CLICK))
     assert ev == Event(event_id="e1", user_id="u1", type=EventType.CLICK, item_id="m1", ts=1_700_000_000_000)
-    search = decode_event(_raw({"event_id": "e2", "user_id": "u1", "type": "search", "query": "space horror", "ts": 5}))
+    search = decode_event(_raw({"event_id": "e2", "user_id": "u1", "type": "search", "query": "space horror", "ts": T}))
     assert search.type is EventType.SEARCH and search.query == "space horror" and search.item_id is None
     # Unicode, and a query exactly at the limit.
     limits = Limits(max_query_chars=10)
-    at_limit = decode_event(_raw({"event_id": "é", "user_id": "ü", "type": "search", "query": "ロ" * 10, "ts": 0}), limits)
+    at_limit = decode_event(_raw({"event_id": "é", "user_id": "ü", "type": "search", "query": "ロ" * 10, "ts": T}), limits)
     assert at_limit.query == "ロ" * 10
 
 
@@ -98,7 +100,7 @@ def test_exactly_max_bytes_is_not_too_large() -> None:
         b"{",
         b'{"event_id": "e1",}',
         b"\xff\xfe",
-        b'{"event_id": "\xff\xfe", "user_id": "u", "type": "click", "item_id": "m", "ts": 1}',
+        b'{"event_id": "\xff\xfe", "user_id": "u", "type": "click", "item_id": "m", "ts": T}',
         _raw(CLICK) + b" trailing",
         b"[" * 10_000 + b"]" * 10_000,
         b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
@@ -132,7 +134,7 @@ def test_nan_and_infinity_literals_are_invalid_json(data: bytes) -> None:
 
 
 def test_nan_and_infinity_inside_strings_are_fine() -> None:
-    doc = {"event_id": "NaN", "user_id": "Infinity", "type": "search", "query": "NaN -Infinity and beyond", "ts": 1}
+    doc = {"event_id": "NaN", "user_id": "Infinity", "type": "search", "query": "NaN -Infinity and beyond", "ts": T}
     ev = decode_event(_raw(doc))
     assert ev.query == "NaN -Infinity and beyond" and ev.event_id == "NaN"
     item = decode_item(_raw({"item_id": "m", "op": "upsert", "title": "Infinity Pool (2023)", "categories": ["NaN"]}))
@@ -167,8 +169,8 @@ def test_nan_and_infinity_literals_are_never_accepted() -> None:
         {k: v for k, v in CLICK.items() if k != "item_id"},
         {**CLICK, "item_id": None},
         {**CLICK, "event_id": ""},
-        {"event_id": "e", "user_id": "u", "type": "search", "ts": 1},
-        {"event_id": "e", "user_id": "u", "type": "search", "query": "", "ts": 1},
+        {"event_id": "e", "user_id": "u", "type": "search", "ts": T},
+        {"event_id": "e", "user_id": "u", "type": "search", "query": "", "ts": T},
         {},
         [],
         "a string",
@@ -199,7 +201,7 @@ def test_item_schema_violations() -> None:
 
 def test_query_too_long() -> None:
     limits = Limits(max_query_chars=20)
-    doc = {"event_id": "e", "user_id": "u", "type": "search", "query": "q" * 21, "ts": 1}
+    doc = {"event_id": "e", "user_id": "u", "type": "search", "query": "q" * 21, "ts": T}
     assert _reason(_raw(doc), limits) == QUERY_TOO_LONG
     assert _reason(_raw({**doc, "query": "ü" * 21}), limits) == QUERY_TOO_LONG  # characters, not bytes
     decode_event(_raw({**doc, "query": "ü" * 20}), limits)
@@ -208,6 +210,28 @@ def test_query_too_long() -> None:
     decode_event(_raw({**doc, "query": "q" * 1000}))
     # A non-search event's query is limited too.
     assert _reason(_raw({**CLICK, "query": "q" * 21}), limits) == QUERY_TOO_LONG
+
+
+# -- event time out of range ------------------------------------------------------------------
+
+
+def test_event_times_far_in_the_past_or_future_are_out_of_range() -> None:
+    now = 1_800_000_000_000
+    limits = Limits(min_ts_ms=1_000_000, max_future_ms=60_000)
+    decode_event(_raw({**CLICK, "ts": 1_000_000}), limits, now_ms=now)
+    decode_event(_raw({**CLICK, "ts": now + 60_000}), limits, now_ms=now)
+    for ts in (0, 999_999, now + 60_001, 10**40):
+        assert _ts_reason({**CLICK, "ts": ts}, limits, now) == TS_OUT_OF_RANGE
+    # Defaults: seconds mistaken for milliseconds land in 1970; the year 3000 is in the future.
+    assert _ts_reason({**CLICK, "ts": 1_700_000_000}, Limits(), None) == TS_OUT_OF_RANGE
+    assert _ts_reason({**CLICK, "ts": 32_503_680_000_000}, Limits(), None) == TS_OUT_OF_RANGE
+
+
+def _ts_reason(doc: dict, limits: Limits, now: int | None) -> str:
+    with pytest.raises(InvalidMessage) as info:
+        decode_event(_raw(doc), limits, now_ms=now)
+    assert "epoch milliseconds" in info.value.detail
+    return info.value.reason
 
 
 # -- dead letters -----------------------------------------------------------------------------
@@ -258,7 +282,7 @@ def test_arbitrary_bytes_decode_or_fail_with_a_known_reason(data: bytes) -> None
         try:
             decode(data)
         except InvalidMessage as exc:
-            assert exc.reason in (INVALID_JSON, SCHEMA, TOO_LARGE, QUERY_TOO_LONG)
+            assert exc.reason in (INVALID_JSON, SCHEMA, TOO_LARGE, QUERY_TOO_LONG, TS_OUT_OF_RANGE)
             # The failure goes to the dead-letter topic with the bytes intact.
             doc = json.loads(dead_letter_value(exc.reason, exc.detail, data, topic="t", partition=0, offset=1))
             assert base64.b64decode(doc["original_b64"]) == data

@@ -17,7 +17,7 @@ EVENT_V = jsonschema.Draft202012Validator(json_schema("event"))
 ITEM_V = jsonschema.Draft202012Validator(json_schema("item"))
 REC_V = jsonschema.Draft202012Validator(json_schema("recommendation"))
 TYPES = [t.value for t in EventType]
-NON_SEARCH = [t for t in TYPES if t != "search"]
+NEEDS_ITEM = [t for t in TYPES if t not in ("search", "erase")]
 
 
 def pydantic_accepts(model: type[BaseModel], doc: Any) -> bool:
@@ -79,6 +79,9 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "search":
         doc["query"] = draw(st.text(min_size=1, max_size=30) | st.text(min_size=1000, max_size=1100))
         doc["item_id"] = draw(st.sampled_from([_absent, None]) | _ids())
+    elif kind == "erase":
+        doc["item_id"] = draw(st.sampled_from([_absent, None]) | _ids())
+        doc["query"] = draw(st.sampled_from([_absent, None]) | st.text(max_size=10))
     else:
         doc["item_id"] = draw(_ids())
         doc["query"] = draw(st.sampled_from([_absent, None]) | st.text(max_size=10))
@@ -127,7 +130,7 @@ def mutated_events(draw: st.DrawFn) -> Any:
         else:
             doc["query"] = None if choice == "null" else ""
     elif mutation == "click_without_item":
-        doc["type"] = draw(st.sampled_from(NON_SEARCH))
+        doc["type"] = draw(st.sampled_from(NEEDS_ITEM))
         if draw(st.booleans()):
             doc.pop("item_id", None)
         else:
@@ -180,6 +183,9 @@ def test_event_schema_and_model_agree_on_mutated_documents(doc: Any) -> None:
         ({"event_id": "e", "user_id": "u", "type": "search", "query": None, "ts": 1}, False),
         ({"event_id": "e", "user_id": "u", "type": "search", "query": "q", "item_id": "", "ts": 1}, False),
         ({"event_id": "e", "user_id": "u", "type": "click", "ts": 1}, False),
+        ({"event_id": "e", "user_id": "u", "type": "erase", "ts": 1}, True),
+        ({"event_id": "e", "user_id": "u", "type": "erase", "item_id": None, "query": None, "ts": 1}, True),
+        ({"event_id": "e", "user_id": "u", "type": "erase", "item_id": "", "ts": 1}, False),
         ({"event_id": "e", "user_id": "u", "type": "dislike", "item_id": None, "ts": 1}, False),
         ({"event_id": "e", "user_id": "u", "type": "click", "item_id": "i", "ts": -1}, False),
         ({"event_id": "e", "user_id": "u", "type": "click", "item_id": "i", "ts": 1.5}, False),

@@ -100,8 +100,9 @@ def test_type_mix_is_roughly_as_specified() -> None:
     counts = Counter(e.type for e in events)
     share = {t: counts[t] / len(events) for t in EventType}
     assert 0.03 <= share[EventType.SEARCH] <= 0.07
+    assert counts[EventType.ERASE] == 0
     item_events = len(events) - counts[EventType.SEARCH]
-    item_share = {t: counts[t] / item_events for t in EventType if t is not EventType.SEARCH}
+    item_share = {t: counts[t] / item_events for t in EventType if t not in (EventType.SEARCH, EventType.ERASE)}
     assert 0.20 <= item_share[EventType.PURCHASE] <= 0.30
     assert 0.34 <= item_share[EventType.CLICK] <= 0.46
     assert 0.24 <= item_share[EventType.BROWSE] <= 0.36
