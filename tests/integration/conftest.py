@@ -14,7 +14,7 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.stack import LocalStack
-from helpers import isolated_env
+from streams.reliability.checks import isolated_env
 
 pytestmark = pytest.mark.integration
 

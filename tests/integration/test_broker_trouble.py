@@ -12,7 +12,7 @@ from models.datasets.synthetic import generate_catalog, generate_events
 from streams.broker import EmbeddedBroker, free_port
 from streams.stack import LocalStack
 
-from helpers import isolated_env, replay_in_background, wait_until_applied
+from streams.reliability.checks import isolated_env, replay_in_background, wait_until_applied
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from models.datasets.synthetic import generate_catalog, generate_events
 from streams.stack import LocalStack, WorkerProcess
 from streams.watching import RecommendationWatcher
 
-from helpers import replay_in_background, wait_until_applied
+from streams.reliability.checks import replay_in_background, wait_until_applied
 
 pytestmark = pytest.mark.integration
 

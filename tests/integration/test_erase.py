@@ -17,7 +17,7 @@ from streams.stack import LocalStack
 from streams.state_export import changelog_topic
 from streams.watching import latest_for_user, scan_to_end
 
-from helpers import export_states, wait_until_applied
+from streams.reliability.checks import export_states, wait_until_applied
 
 pytestmark = pytest.mark.integration
 
