@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration lint clean bench-replay kcat-lib eval
+.PHONY: install demo test test-all test-integration test-reliability reliability lint clean bench-replay kcat-lib eval
 
 install: $(STAMP)
 
@@ -29,6 +29,14 @@ test: install
 
 test-integration: install
 	$(BIN)/python -m pytest -q -m integration
+
+# Crash, broker, hostile-input, erase and backpressure tests, the long (slow) versions included.
+test-reliability: install
+	$(BIN)/python -m pytest -q -m reliability
+
+# The same scenarios, longer, with the figures written into RELIABILITY.md.
+reliability: install
+	$(BIN)/recstream reliability --json docs/reliability.json --write RELIABILITY.md
 
 test-all: install
 	$(BIN)/python -m pytest -q -m ""

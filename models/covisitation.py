@@ -137,6 +137,9 @@ class CoVisitation:
         self._top: np.ndarray | None = None
         self._dirty: set[int] = set()
         self.applied = 0
+        # Per source (events partition): the highest source offset applied, so a re-published visit
+        # (its worker crashed before committing) is recognised and applied only once.
+        self.applied_upto: dict[int, int] = {}
 
     # -- ids ---------------------------------------------------------------------------------
     def id_of(self, item_id: str) -> int:
@@ -189,6 +192,18 @@ class CoVisitation:
             self._dirty.add(a)
         self._prune(row_b)
         self.applied += 1
+
+    def apply_once(self, visit: CoVisit, source: int, offset: int) -> bool:
+        """Apply a visit that came from event `offset` of events partition `source`, unless it was.
+
+        A source's visits arrive in offset order (one covisits partition per source), so one
+        high-water mark per source is enough.
+        """
+        if offset <= self.applied_upto.get(source, -1):
+            return False
+        self.apply(visit)
+        self.applied_upto[source] = offset
+        return True
 
     def _prune(self, row: _Row) -> None:
         """Keep the strongest neighbours; pruning at twice the limit amortises the sort."""
@@ -291,10 +306,16 @@ class CoVisitation:
     def t0_s(self) -> float | None:
         return self._t0_s
 
-    def restore(self, t0_s: float | None, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    def restore(
+        self,
+        t0_s: float | None,
+        records: Iterable[tuple[str, Mapping[str, Any]]],
+        applied_upto: Mapping[int, int] | None = None,
+    ) -> None:
         """Rebuild from `record`s written earlier with the same t0 (a worker restart)."""
         self.__init__(self.params)  # type: ignore[misc]
         self._t0_s = t0_s
+        self.applied_upto = dict(applied_upto or {})
         for item, rec in records:
             i = self.id_of(item)
             self._counts[i] = float(rec.get("count", 0.0))

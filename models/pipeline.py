@@ -38,6 +38,8 @@ class StepResult:
     duplicates: list[Event] = field(default_factory=list)
     # What the applied events add to the shared co-visitation; the caller applies or publishes them.
     visits: list[CoVisit] = field(default_factory=list)
+    # The event each visit came from (same order), so the caller can tag visits with their source.
+    visit_events: list[Event] = field(default_factory=list)
     unknown_items: int = 0
     # Users whose newest event in the batch was an erase: delete their state and list, publish nothing.
     erased: set[str] = field(default_factory=set)
@@ -93,6 +95,7 @@ class Recommender:
             visit = visit_for(state, ev, self.params)
             if visit is not None:
                 out.visits.append(visit)
+                out.visit_events.append(ev)
             current[ev.user_id] = apply_event(
                 state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset
             )

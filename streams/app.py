@@ -51,7 +51,15 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         key_type=bytes,
         value_type=bytes,
         partitions=partitions,
-        options={"driver": "rocksdict"},
+        # Faust's RocksDB defaults (64 MB x 3 memtables, a 2 GB cache, per partition) are sized for big
+        # servers; these bound a worker's table memory to settings.rocksdb_memory_mb(partitions).
+        options={
+            "driver": "rocksdict",
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+            "block_cache_compressed_size": 0,
+        },
     )
     # Faust picks "json" for non-model types; state is our own compact bytes (models.state_codec).
     users.key_serializer = users.value_serializer = "raw"
@@ -95,7 +103,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     @app.timer(1.0)
     async def report_lag() -> None:
         if processor is not None:
-            processor.report_lag(app.consumer.highwater)
+            await processor.report_lag(app.consumer.highwaters)
 
     @app.timer(10.0)
     async def count_users() -> None:

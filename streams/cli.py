@@ -22,6 +22,7 @@ from streams.broker import BrokerError, EmbeddedBroker
 from streams.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
 from streams.evaluate import evaluate_command
 from streams.replay_bench import bench_replay
+from streams.reliability.report import reliability_command
 from streams.settings import Settings
 from streams.stack import StackError
 from streams import sources
@@ -238,6 +239,7 @@ def users_erase(user_id: str, wait_s: float) -> None:
 
 cli.add_command(bench_replay)
 cli.add_command(evaluate_command)
+cli.add_command(reliability_command)
 
 
 def main() -> None:

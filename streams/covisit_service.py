@@ -5,6 +5,9 @@ worker sees all the pairs. The worker that owns a user computes what each event 
 user's history) and publishes it to the co-visits topic; each worker reads all of that topic's
 partitions outside the consumer group and applies it. Applying is commutative (forward-decayed
 sums), so every worker converges to the same numbers whatever order the partitions interleave in.
+Each visit carries the events partition and offset it came from, and all visits of one events
+partition travel through one covisits partition in order: a visit re-published after a crash is
+recognised by its offset and applied once.
 The store is saved to a local RocksDB with the offsets it reflects, so a restart resumes.
 """
 
@@ -29,12 +32,19 @@ _META = b"\x00meta"
 _READ_BATCH = 500
 
 
-def encode_visits(visits: list[CoVisit]) -> bytes:
-    return json.dumps({"visits": [v.to_json() for v in visits]}, separators=(",", ":")).encode()
+def encode_visits(source: int, offsets: list[int], visits: list[CoVisit]) -> bytes:
+    """One message per events partition and batch: the visits and the event offsets they came from."""
+    doc = {"source": source, "offsets": offsets, "visits": [v.to_json() for v in visits]}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def decode_visits(value: bytes) -> list[CoVisit]:
-    return [CoVisit.from_json(v) for v in json.loads(value)["visits"]]
+def decode_visits(value: bytes) -> tuple[int, list[int], list[CoVisit]]:
+    doc = json.loads(value)
+    visits = [CoVisit.from_json(v) for v in doc["visits"]]
+    offsets = [int(o) for o in doc["offsets"]]
+    if len(offsets) != len(visits):
+        raise ValueError(f"{len(visits)} visits but {len(offsets)} offsets")
+    return int(doc["source"]), offsets, visits
 
 
 class CoVisitStore:
@@ -52,14 +62,20 @@ class CoVisitStore:
         if meta.get("topic") != topic:
             return {}
         records = ((k.decode(), json.loads(v)) for k, v in self._db.items() if k != _META)
-        covis.restore(meta.get("t0_s"), records)
+        upto = {int(p): int(o) for p, o in meta.get("applied_upto", {}).items()}
+        covis.restore(meta.get("t0_s"), records, upto)
         return {int(p): int(o) for p, o in meta.get("offsets", {}).items()}
 
     def save(self, covis: CoVisitation, topic: str, offsets: dict[int, int]) -> None:
         batch = WriteBatch()
         for item, record in covis.take_dirty().items():
             batch.put(item.encode(), json.dumps(record, separators=(",", ":")).encode())
-        meta = {"topic": topic, "t0_s": covis.t0_s, "offsets": {str(p): o for p, o in offsets.items()}}
+        meta = {
+            "topic": topic,
+            "t0_s": covis.t0_s,
+            "offsets": {str(p): o for p, o in offsets.items()},
+            "applied_upto": {str(p): o for p, o in covis.applied_upto.items()},
+        }
         batch.put(_META, json.dumps(meta).encode())
         self._db.write(batch)  # records and offsets land together, or not at all
 
@@ -97,14 +113,14 @@ class CoVisitService(WholeTopicService):
             for tp, records in batches.items():
                 for rec in records:
                     try:
-                        visits = decode_visits(rec.value)
+                        source, offsets, visits = decode_visits(rec.value)
                     except (ValueError, KeyError, TypeError) as exc:
                         # Only workers write this topic; a bad record is a bug, not user input.
                         log.error("skipping an unreadable co-visit record", extra={"offset": rec.offset, "error": str(exc)})
                         continue
-                    for visit in visits:
-                        self.covis.apply(visit)
-                    metrics.COVISITS_APPLIED.inc(len(visits))
+                    applied = sum(self.covis.apply_once(v, source, o) for v, o in zip(visits, offsets))
+                    metrics.COVISITS_APPLIED.inc(applied)
+                    metrics.COVISITS_DUPLICATE.inc(len(visits) - applied)
                 self._offsets[tp.partition] = records[-1].offset + 1
                 self._dirty = True
             if batches:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from aiokafka.partitioner import murmur2
@@ -16,7 +16,8 @@ from faust.streams import _current_event
 from faust.types import TP, EventT, TableT, TopicT
 
 from models.interest import UserState
-from models.pipeline import Positioned, Recommender
+from models.covisitation import CoVisit
+from models.pipeline import Positioned, Recommender, StepResult
 from models.state_codec import decode_state, encode_state
 from schemas.decode import InvalidMessage, Limits, decode_event
 from schemas.records import EventType
@@ -77,6 +78,9 @@ class EventsProcessor:
         if positioned:
             states = self._read_states(sources)
             result = self.recommender.step(states, positioned)
+            # Co-visits are acknowledged before the state is written: after a crash, the state never
+            # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
+            await self._publish_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
             for user_id, state in result.states.items():
                 with acting_for(sources[user_id]):
                     self.table[user_id.encode()] = encode_state(state)
@@ -88,11 +92,6 @@ class EventsProcessor:
                     key=user_id.encode(),
                     value=recommendation_value(user_id, items, trigger.event_id, self.model_version),
                 )
-            if result.visits:
-                # One message per batch: every worker (this one included) applies it to its store. Its key
-                # is the source partition, never a user: co-visits are anonymous item pairs.
-                await self.covisits_topic.send(key=b"p%d" % origins[0].message.partition, value=encode_visits(result.visits))
-                metrics.COVISITS_PUBLISHED.inc(len(result.visits))
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
@@ -108,6 +107,22 @@ class EventsProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    async def _publish_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
+        """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
+        grouped: dict[int, tuple[list[int], list[CoVisit]]] = {}
+        for visit, event in zip(result.visits, result.visit_events):
+            msg = origin_of[id(event)].message
+            offsets, visits = grouped.setdefault(msg.partition, ([], []))
+            offsets.append(msg.offset)
+            visits.append(visit)
+        pending = [
+            await self.covisits_topic.send(key=b"p%d" % source, value=encode_visits(source, offsets, visits))
+            for source, (offsets, visits) in grouped.items()
+        ]
+        for delivery in pending:
+            await delivery
+        metrics.COVISITS_PUBLISHED.inc(len(result.visits))
+
     async def _erase(self, user_id: str, source: EventT) -> None:
         """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back) and
         their list (a tombstone on the compacted recommendations topic)."""
@@ -118,12 +133,17 @@ class EventsProcessor:
         await self.recommendations_topic.send(key=key, value=None)
         metrics.USERS_ERASED.inc()
 
-    def report_lag(self, highwater: Callable[[TP], int | None]) -> None:
-        """Consumer lag per partition: the log's end (as last fetched) minus the next offset to apply."""
-        for tp, position in self.positions.items():
-            end = highwater(tp)
-            if end is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+    async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:
+        """Consumer lag per partition: the log's end offset minus the next offset to apply.
+
+        End offsets are asked of the broker: the high watermark of the last fetch goes stale
+        exactly when the worker is behind (it fetches only when its buffers have room).
+        """
+        if not self.positions:
+            return
+        ends = await end_offsets(*self.positions)
+        for tp, end in ends.items():
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - self.positions[tp]))
 
     async def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
         """Valid, correctly keyed events in order, each with the Faust event it came in."""

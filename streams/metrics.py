@@ -27,6 +27,9 @@ ITEMS_INGESTED = Counter("recstream_items_ingested_total", "Catalog messages app
 ITEMS_EMBEDDED = Counter("recstream_items_embedded_total", "Item texts run through the encoder")
 INDEX_SIZE = Gauge("recstream_index_items", "Live (recommendable) items in this worker's index")
 COVISITS_APPLIED = Counter("recstream_covisits_applied_total", "Co-visits applied to this worker's store (from all workers)")
+COVISITS_DUPLICATE = Counter(
+    "recstream_covisits_duplicate_total", "Co-visits re-published after a crash, recognised by offset and skipped"
+)
 COVISITS_PUBLISHED = Counter("recstream_covisits_published_total", "Co-visits this worker published for its users' events")
 COVIS_ITEMS = Gauge("recstream_covisitation_items", "Items in this worker's co-visitation store")
 USERS_ERASED = Counter("recstream_users_erased_total", "Erase events applied: state row and list deleted")

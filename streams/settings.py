@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     worker_id: str = Field("worker-1", description="Names this worker's local state folder; unique per host")
     batch_max: int = Field(500, ge=1, description="Most events handled per batch")
     batch_wait_ms: int = Field(10, ge=0, description="How long a batch waits to fill, in ms")
+    rocksdb_write_buffer_mb: int = Field(
+        16, ge=1, description="RocksDB memtable size per users-table partition (two may be in memory at once)"
+    )
+    rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB read cache per users-table partition")
     index_save_interval_s: float = Field(5.0, gt=0, description="How often a changed item index is saved to disk")
     encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger events are dead-lettered")
@@ -79,6 +83,10 @@ class Settings(BaseSettings):
             short_half_life_s=self.short_half_life_s,
             long_half_life_s=self.long_half_life_days * 86_400.0,
         )
+
+    def rocksdb_memory_mb(self, partitions: int) -> int:
+        """The users table's RocksDB memory ceiling on a worker that owns `partitions` partitions."""
+        return partitions * (2 * self.rocksdb_write_buffer_mb + self.rocksdb_block_cache_mb)
 
     @property
     def limits(self) -> Limits:

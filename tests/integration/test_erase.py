@@ -16,10 +16,9 @@ from streams.producing import publish_events
 from streams.stack import LocalStack
 from streams.state_export import changelog_topic
 from streams.watching import latest_for_user, scan_to_end
-
 from streams.reliability.checks import export_states, wait_until_applied
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 GONE = "user-to-forget"
 

@@ -11,7 +11,7 @@ from models.datasets.synthetic import generate_catalog
 from streams.reliability.hostile import HOSTILE_KINDS, VALID_KINDS, draw_probes, run_hostile, summary_line
 from streams.stack import LocalStack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def test_hostile_messages_are_dead_lettered_and_valid_ones_applied(stack: LocalStack, tmp_path: Path) -> None:

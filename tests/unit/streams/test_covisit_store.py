@@ -20,7 +20,29 @@ VISITS = [
 
 
 def test_visits_survive_the_topic_codec() -> None:
-    assert decode_visits(encode_visits(VISITS)) == VISITS
+    assert decode_visits(encode_visits(3, [10, 11, 15, 20], VISITS)) == (3, [10, 11, 15, 20], VISITS)
+
+
+def test_a_visit_republished_after_a_crash_is_applied_once(tmp_path: Path) -> None:
+    """The worker crashed after publishing offsets 10-11 and before committing: it re-publishes 10-12."""
+    once = CoVisitation(PARAMS)
+    for visit in VISITS[:3]:
+        once.apply(visit)
+    replayed = CoVisitation(PARAMS)
+    applied = [replayed.apply_once(v, 0, o) for v, o in zip(VISITS[:2], [10, 11])]
+    applied += [replayed.apply_once(v, 0, o) for v, o in zip(VISITS[:3], [10, 11, 12])]
+    assert applied == [True, True, False, False, True]
+    assert all(replayed.record(i) == once.record(i) for i in "abc")
+    # Sources are independent: offset 5 of partition 1 is new although partition 0 is at 12.
+    assert replayed.apply_once(VISITS[3], 1, 5) and replayed.applied_upto == {0: 12, 1: 5}
+    # The marks are saved with the store, so a restarted worker still recognises old visits.
+    store = CoVisitStore(tmp_path / "covisits")
+    store.save(replayed, "topic", {0: 3})
+    restored = CoVisitation(PARAMS)
+    store.load(restored, "topic")
+    assert restored.applied_upto == {0: 12, 1: 5}
+    assert not restored.apply_once(VISITS[2], 0, 12)
+    store.close()
 
 
 def test_saved_store_reloads_identically_with_its_offsets(tmp_path: Path) -> None:
