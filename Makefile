@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-integration: install
-	$(BIN)/python -m pytest -q -m integration
+	$(BIN)/python -m pytest -q -m "integration and not slow"
 
 # Crash, broker, hostile-input, erase and backpressure tests, the long (slow) versions included.
 test-reliability: install

@@ -10,6 +10,7 @@ from streams import metrics
 from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
+from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
@@ -24,6 +25,7 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faus
 
 def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
     partitions = events_partitions or settings.events_partitions
+    set_fetch_max_wait(settings.fetch_max_wait_ms)
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     app = faust.App(
         settings.app_id,

@@ -234,7 +234,7 @@ def users_erase(user_id: str, wait_s: float) -> None:
     if done.confirmed_after_s is None:
         click.echo(f"sent erase event {done.event_id} for user {user_id!r}")
     else:
-        click.echo(f"erased user {user_id!r}: state and list deleted {done.confirmed_after_s:.2f}s after the request")
+        click.echo(f"erased user {user_id!r}: state and list deleted {done.confirmed_after_s:.2f}s after the erase event reached Kafka")
 
 
 cli.add_command(bench_replay)

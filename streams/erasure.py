@@ -20,7 +20,8 @@ from streams.watching import RecommendationWatcher
 class Erasure:
     user_id: str
     event_id: str
-    # Seconds from sending the erase event until its tombstone was read; None without --wait.
+    # Seconds from the erase event being in Kafka (acknowledged) until its tombstone was read; None
+    # without --wait. Connecting a new producer comes before and is not counted.
     confirmed_after_s: float | None
 
 
@@ -41,13 +42,13 @@ def erase_user(settings: Settings, user_id: str, wait_s: float) -> Erasure:
         publisher.flush()
         return Erasure(user_id, event.event_id, None)
     with RecommendationWatcher(settings) as watcher:
-        sent = time.time()
         publish_event(publisher, settings.topic_events, event)
         publisher.flush()
+        in_kafka = time.time()
         seen = watcher.wait_for_tombstone(user_id, timeout=wait_s)
     if seen is None:
         raise TimeoutError(
             f"the erase event for user {user_id!r} is in {settings.topic_events}, but no worker confirmed it "
             f"within {wait_s:.0f}s; is a worker running? It will be applied when one is"
         )
-    return Erasure(user_id, event.event_id, seen - sent)
+    return Erasure(user_id, event.event_id, max(0.0, seen - in_kafka))

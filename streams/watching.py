@@ -34,6 +34,9 @@ def _consumer(settings: Settings) -> Consumer:
             "group.id": f"recstream-watch-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            # librdkafka's 500 ms default is added to every list read when the broker holds fetches
+            # for their whole wait (the embedded one does): a reader measuring latency cannot afford it.
+            "fetch.wait.max.ms": 10,
         }
     )
 

@@ -51,11 +51,15 @@ class BackpressureReport:
         return self.offered_per_s / max(self.applied_per_s_during_offer, 1e-9)
 
 
-def remapped(events: Sequence[Event], copies: int) -> Iterator[Event]:
-    """`events` again and again, each copy under its own users and event ids: a longer, wider stream."""
+def remapped(events: Sequence[Event], copies: int, tag: str = "") -> Iterator[Event]:
+    """`events` again and again, each copy under its own users and event ids: a longer, wider stream.
+
+    `tag` keeps two streams drawn from the same events apart (their users and ids never meet).
+    """
     for k in range(copies):
+        suffix = f"~{tag}{k}"
         for e in events:
-            yield e.model_copy(update={"user_id": f"{e.user_id}~{k}", "event_id": f"{e.event_id}~{k}"})
+            yield e.model_copy(update={"user_id": e.user_id + suffix, "event_id": e.event_id + suffix})
 
 
 def rss_mb(pid: int) -> float:

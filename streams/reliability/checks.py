@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,29 +41,34 @@ def export_states(env: dict[str, str], out: Path) -> dict[str, dict[str, Any]]:
     return {row["user_id"]: row for row in map(json.loads, out.read_text().splitlines())}
 
 
-def wait_until_applied(
-    env: dict[str, str], out: Path, last_of_user: dict[str, str], timeout: float
+def wait_for_export(
+    env: dict[str, str], out: Path, done: Callable[[dict[str, dict[str, Any]]], bool], timeout: float
 ) -> dict[str, dict[str, Any]]:
-    """Exports until every user's newest applied event is their last one (or the timeout passes)."""
+    """Exports every 2 s until `done(rows)` holds or the timeout passes; returns the last export."""
     deadline = time.monotonic() + timeout
     while True:
         rows = export_states(env, out)
-        done = all(rows.get(u, {}).get("last_event_id") == e for u, e in last_of_user.items())
-        if done or time.monotonic() > deadline:
+        if done(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(2.0)
+
+
+def wait_until_applied(
+    env: dict[str, str], out: Path, last_of_user: dict[str, str], timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Until every user's newest applied event is their last one."""
+    return wait_for_export(
+        env, out, lambda rows: all(rows.get(u, {}).get("last_event_id") == e for u, e in last_of_user.items()), timeout
+    )
 
 
 def wait_until_counted(
     env: dict[str, str], out: Path, expected: dict[str, int], timeout: float
 ) -> dict[str, dict[str, Any]]:
-    """Exports until every user has at least their expected number of events applied (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = export_states(env, out)
-        if all(rows.get(u, {}).get("events_applied", 0) >= n for u, n in expected.items()) or time.monotonic() > deadline:
-            return rows
-        time.sleep(2.0)
+    """Until every user has at least their expected number of events applied."""
+    return wait_for_export(
+        env, out, lambda rows: all(rows.get(u, {}).get("events_applied", 0) >= n for u, n in expected.items()), timeout
+    )
 
 
 def replay_in_background(publisher: Publisher, settings: Settings, events: Sequence[Event], rate: float | None) -> threading.Thread:

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 def _overload(stack: LocalStack, tmp_path: Path, rate: float, seconds: float) -> None:
     catalog = generate_catalog()
     base = generate_events(catalog, n_users=400, events_per_user=50)
-    events = list(remapped(base, copies=-(-int(rate * seconds) // len(base))))[: int(rate * seconds)]
+    events = list(remapped(base, copies=-(-int(rate * seconds) // len(base)), tag=f"{seconds:.0f}s-"))[: int(rate * seconds)]
     publisher, worker = stack.start_worker_with_catalog(catalog, f"backpressure-{int(seconds)}")
     report = run_backpressure(stack.settings(), publisher, worker, events, rate, tmp_path)
     print("\n" + summary_line(report))
