@@ -117,6 +117,29 @@ class ItemIndex:
             meta.title, meta.categories = title, categories
         meta.text_hash = digest
 
+    def add_new(self, item_ids: Sequence[str], vectors: np.ndarray, digests: Sequence[str] | None = None) -> None:
+        """Add items the index has never seen in one call: hnswlib inserts a batch in parallel."""
+        if len(item_ids) != vectors.shape[0]:
+            raise ValueError(f"{len(item_ids)} ids but {vectors.shape[0]} vectors")
+        known = [i for i in item_ids if i in self._meta]
+        if known or len(set(item_ids)) != len(item_ids):
+            raise ValueError(f"add_new takes new, distinct items only (known: {known[:5]})")
+        start = len(self._by_label)
+        metas = [
+            ItemMeta(item_id=i, label=start + n, title=i, text_hash=digests[n] if digests else "")
+            for n, i in enumerate(item_ids)
+        ]
+        self._ensure_capacity(start + len(metas))
+        self._hnsw.add_items(np.asarray(vectors, dtype=np.float32), [m.label for m in metas])
+        for m in metas:
+            self._meta[m.item_id] = m
+        self._by_label.extend(metas)
+        self._live += len(metas)
+
+    def set_threads(self, n: int) -> None:
+        """Threads hnswlib may use for a batch of queries or inserts (-1: all cores)."""
+        self._hnsw.set_num_threads(n)
+
     def delete(self, item_id: str) -> bool:
         meta = self._meta.get(item_id)
         if meta is None or meta.deleted:

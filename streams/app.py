@@ -14,7 +14,9 @@ from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
-from streams.state_export import USERS_TABLE
+from streams.state_export import USERS_TABLE, changelog_topic
+from streams.user_states import UserStates
+from streams.batch_output import BatchOutput
 from streams.topics import DEAD_LETTER_MAX_BYTES
 
 
@@ -45,7 +47,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)
-    recs_topic = _raw_topic(app, settings.topic_recommendations, partitions)
     dead_letters = DeadLetters(_raw_topic(app, settings.topic_dead_letter))
     users = app.Table(
         USERS_TABLE,
@@ -69,7 +70,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     app.add_dependency(catalog)
     covis = CoVisitation(settings.core)
     app.add_dependency(CoVisitService(settings, covis, loop=app.loop, beacon=app.beacon))
-    covis_topic = _raw_topic(app, settings.topic_covisits, partitions)
 
     processor: EventsProcessor | None = None
 
@@ -77,12 +77,14 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         nonlocal processor
         if processor is None:
             assert catalog.catalog is not None
+            output = BatchOutput(settings)
             processor = EventsProcessor(
                 recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
-                table=users,
+                users=UserStates(users, output, changelog_topic(settings)),
+                output=output,
                 events_topic=events_topic,
-                recommendations_topic=recs_topic,
-                covisits_topic=covis_topic,
+                recommendations_topic=settings.topic_recommendations,
+                covisits_topic=settings.topic_covisits,
                 dead_letters=dead_letters,
                 partitions=partitions,
                 limits=settings.limits,

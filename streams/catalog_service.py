@@ -50,7 +50,7 @@ class CatalogService(WholeTopicService):
         metrics.INDEX_SIZE.set(len(self.catalog.index))
 
     def _load(self) -> Catalog:
-        encoder = SentenceEncoder(threads=self.settings.encoder_threads)
+        encoder = SentenceEncoder(threads=self.settings.encoder_threads, int8=self.settings.encoder_int8)
         if ItemIndex.exists(self.settings.index_dir):
             index, checkpoint = ItemIndex.load(self.settings.index_dir)
             if checkpoint.get("topic") == self.settings.topic_items:

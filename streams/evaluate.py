@@ -50,7 +50,7 @@ def _progress(desc: str, total: int) -> Callable[[Iterable[Event]], Iterable[Eve
 def build_index(items: Sequence[Item], settings: Settings) -> tuple[ItemIndex, CachedEncoder]:
     """The item index the worker would build, from the real encoder (vectors cached on disk)."""
     encoder = CachedEncoder(
-        SentenceEncoder(threads=max(settings.encoder_threads, 2)),
+        SentenceEncoder(threads=max(settings.encoder_threads, 2), int8=settings.encoder_int8),
         settings.data_dir.parent / "cache" / "embeddings",
         progress=lambda n: _bar(n, "embedding items", "item"),
     )

@@ -7,13 +7,10 @@ read once, written once and their list published once.
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
-from faust.types import TP, EventT, TableT, TopicT
+from faust.types import TP, EventT, TopicT
 
 from models.interest import UserState
 from models.covisitation import CoVisit
@@ -22,8 +19,10 @@ from models.state_codec import decode_state, encode_state
 from schemas.decode import InvalidMessage, Limits, decode_event
 from schemas.records import EventType
 from streams import metrics
+from streams.batch_output import BatchOutput
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
+from streams.user_states import UserStates
 
 
 def partition_for(user_id: str, partitions: int) -> int:
@@ -31,36 +30,24 @@ def partition_for(user_id: str, partitions: int) -> int:
     return (murmur2(user_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-@contextmanager
-def acting_for(event: EventT) -> Iterator[None]:
-    """Make `event` Faust's current event, so a table read/write goes to that event's partition.
-
-    Faust routes table access by the current event; inside a batch that is the last event taken,
-    which may belong to another partition than the user being written.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 class EventsProcessor:
     def __init__(
         self,
         *,
         recommender: Recommender,
-        table: TableT,
+        users: UserStates,
+        output: BatchOutput,
         events_topic: TopicT,
-        recommendations_topic: TopicT,
-        covisits_topic: TopicT,
+        recommendations_topic: str,
+        covisits_topic: str,
         dead_letters: DeadLetters,
         partitions: int,
         limits: Limits,
         model_version: str,
     ) -> None:
         self.recommender = recommender
-        self.table = table
+        self.users = users
+        self.output = output
         self.events_topic = events_topic
         self.recommendations_topic = recommendations_topic
         self.covisits_topic = covisits_topic
@@ -74,24 +61,26 @@ class EventsProcessor:
     async def process(self, batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
         positioned, origins = await self._decode(batch)
-        sources = {pos.event.user_id: fe for pos, fe in zip(positioned, origins)}
         if positioned:
-            states = self._read_states(sources)
-            result = self.recommender.step(states, positioned)
+            partition_of = {pos.event.user_id: fe.message.partition for pos, fe in zip(positioned, origins)}
+            result = self.recommender.step(self._read_states(partition_of), positioned)
             # Co-visits are acknowledged before the state is written: after a crash, the state never
             # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
-            await self._publish_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
+            if result.visits:
+                self._produce_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
+                await self.output.flush()
             for user_id, state in result.states.items():
-                with acting_for(sources[user_id]):
-                    self.table[user_id.encode()] = encode_state(state)
+                self.users.put(partition_of[user_id], user_id.encode(), encode_state(state))
             for user_id in result.erased:
-                await self._erase(user_id, sources[user_id])
+                self._erase(user_id, partition_of[user_id])
+            self.users.commit()
             for user_id, items in result.recommendations.items():
                 trigger = result.triggers[user_id]
-                await self.recommendations_topic.send(
-                    key=user_id.encode(),
-                    value=recommendation_value(user_id, items, trigger.event_id, self.model_version),
-                )
+                value = recommendation_value(user_id, items, trigger.event_id, self.model_version)
+                self.output.produce(self.recommendations_topic, user_id.encode(), value, partition_of[user_id])
+            # Everything of this batch is in Kafka before Faust may commit its offsets.
+            await self.output.flush()
+            self.users.mark_persisted()
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
@@ -107,7 +96,7 @@ class EventsProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _publish_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
+    def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
         grouped: dict[int, tuple[list[int], list[CoVisit]]] = {}
         for visit, event in zip(result.visits, result.visit_events):
@@ -115,22 +104,16 @@ class EventsProcessor:
             offsets, visits = grouped.setdefault(msg.partition, ([], []))
             offsets.append(msg.offset)
             visits.append(visit)
-        pending = [
-            await self.covisits_topic.send(key=b"p%d" % source, value=encode_visits(source, offsets, visits))
-            for source, (offsets, visits) in grouped.items()
-        ]
-        for delivery in pending:
-            await delivery
+        for source, (offsets, visits) in grouped.items():
+            self.output.produce(self.covisits_topic, b"p%d" % source, encode_visits(source, offsets, visits))
         metrics.COVISITS_PUBLISHED.inc(len(result.visits))
 
-    async def _erase(self, user_id: str, source: EventT) -> None:
+    def _erase(self, user_id: str, partition: int) -> None:
         """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back) and
         their list (a tombstone on the compacted recommendations topic)."""
         key = user_id.encode()
-        with acting_for(source):
-            if key in self.table:
-                del self.table[key]
-        await self.recommendations_topic.send(key=key, value=None)
+        self.users.put(partition, key, None)
+        self.output.produce(self.recommendations_topic, key, None, partition)
         metrics.USERS_ERASED.inc()
 
     async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:
@@ -166,10 +149,9 @@ class EventsProcessor:
             origins.append(fe)
         return positioned, origins
 
-    def _read_states(self, sources: dict[str, EventT]) -> dict[str, UserState | None]:
-        states: dict[str, UserState | None] = {}
-        for user_id, fe in sources.items():
-            with acting_for(fe):
-                raw = self.table.get(user_id.encode())
-            states[user_id] = decode_state(raw) if raw else None
-        return states
+    def _read_states(self, partition_of: dict[str, int]) -> dict[str, UserState | None]:
+        keys: dict[int, list[bytes]] = {}
+        for user_id, partition in partition_of.items():
+            keys.setdefault(partition, []).append(user_id.encode())
+        raw = self.users.read(keys)
+        return {u: decode_state(v) if (v := raw[u.encode()]) else None for u in partition_of}

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB read cache per users-table partition")
     index_save_interval_s: float = Field(5.0, gt=0, description="How often a changed item index is saved to disk")
     encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
+    encoder_int8: bool = Field(
+        False, description="Embed item and query text with the int8-quantized encoder (faster, slightly different vectors)"
+    )
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger events are dead-lettered")
     max_query_chars: int = Field(1_000, ge=1, description="Longer search queries are dead-lettered")
     event_ts_min_ms: int = Field(
