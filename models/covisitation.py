@@ -253,13 +253,21 @@ class CoVisitation:
         return {} if i is None else {self._names[j]: v for j, v in self._pairs[i].items()}
 
     def scores(self, anchors: Sequence[tuple[str, float]]) -> np.ndarray:
-        """Co-visitation score of every item (by dense id) reachable from the anchors.
+        """Co-visitation score of every item by dense id (0 where unreached); see `sparse_scores`."""
+        acc = np.zeros(len(self._names), dtype=np.float64)
+        ids, values = self.sparse_scores(anchors)
+        acc[ids] = values
+        return acc
 
-        score(c) = sum_a w_a * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm
+    def sparse_scores(self, anchors: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """(dense ids, scores) of the items reachable from the anchors, ids ascending, scores > 0.
+
+        score(c) = sum_a w_a * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm.
+        Sparse because a user's anchors reach a few hundred items of a catalog of any size.
         """
-        n = len(self._names)
-        acc = np.zeros(n, dtype=np.float64)
         counts = self._counts
+        id_parts: list[np.ndarray] = []
+        value_parts: list[np.ndarray] = []
         for anchor, weight in anchors:
             a = self._ids.get(anchor)
             # An item never visited here (its visits predate the topic's retention) has pairs but no
@@ -267,11 +275,15 @@ class CoVisitation:
             if a is None or counts[a] <= 0 or not len(self._pairs[a]):
                 continue
             ids, values = self._pairs[a].live()
-            acc[ids] += (weight / counts[a] ** self.params.anchor_norm) * values  # ids are unique within a row
-        reached = (acc > 0) & (counts[:n] > 0)
-        acc[~reached] = 0.0
-        acc[reached] /= counts[:n][reached] ** self.params.candidate_norm
-        return acc
+            id_parts.append(ids)
+            value_parts.append((weight / counts[a] ** self.params.anchor_norm) * values)
+        if not id_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        uniq, where = np.unique(np.concatenate(id_parts), return_inverse=True)
+        acc = np.bincount(where, weights=np.concatenate(value_parts), minlength=len(uniq))
+        reach = counts[uniq]
+        keep = (acc > 0) & (reach > 0)
+        return uniq[keep], acc[keep] / reach[keep] ** self.params.candidate_norm
 
     def popular_ids(self) -> np.ndarray:
         """Dense ids of the `popular_candidates` most popular items right now, most popular first."""

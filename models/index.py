@@ -55,6 +55,8 @@ class ItemIndex:
         self._meta: dict[str, ItemMeta] = {}
         self._by_label: list[ItemMeta] = []
         self._live = 0
+        # A copy of every vector by label: hnswlib's get_items is slow for the per-batch lookups.
+        self._vecs = np.zeros((capacity, dim), dtype=np.float32)
 
     # -- reading -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -88,8 +90,7 @@ class ItemIndex:
         deleted = [m.item_id for m in metas if m.deleted]
         if deleted:
             raise KeyError(f"items deleted from the catalog: {deleted[:5]}")
-        labels = [m.label for m in metas]
-        return np.asarray(self._hnsw.get_items(labels, return_type="numpy"), dtype=np.float32)
+        return self._vecs[[m.label for m in metas]]
 
     def item_ids(self, live_only: bool = True) -> Iterable[str]:
         return (m.item_id for m in self._by_label if not (live_only and m.deleted))
@@ -104,6 +105,7 @@ class ItemIndex:
             meta = ItemMeta(item_id=item_id, label=len(self._by_label), title=title, categories=categories)
             self._ensure_capacity(meta.label + 1)
             self._hnsw.add_items(vector.reshape(1, -1), [meta.label])
+            self._vecs[meta.label] = _unit_rows(vector.reshape(1, -1))[0]
             self._meta[item_id] = meta
             self._by_label.append(meta)
             self._live += 1
@@ -114,6 +116,7 @@ class ItemIndex:
                 self._live += 1
             if vector is not None:
                 self._hnsw.add_items(vector.reshape(1, -1), [meta.label], replace_deleted=False)
+                self._vecs[meta.label] = _unit_rows(vector.reshape(1, -1))[0]
             meta.title, meta.categories = title, categories
         meta.text_hash = digest
 
@@ -131,6 +134,7 @@ class ItemIndex:
         ]
         self._ensure_capacity(start + len(metas))
         self._hnsw.add_items(np.asarray(vectors, dtype=np.float32), [m.label for m in metas])
+        self._vecs[start : start + len(metas)] = _unit_rows(vectors)
         for m in metas:
             self._meta[m.item_id] = m
         self._by_label.extend(metas)
@@ -153,6 +157,9 @@ class ItemIndex:
         capacity = self._hnsw.get_max_elements()
         if needed > capacity:
             self._hnsw.resize_index(max(needed, capacity * 2))
+            grown = np.zeros((self._hnsw.get_max_elements(), self.dim), dtype=np.float32)
+            grown[: len(self._vecs)] = self._vecs
+            self._vecs = grown
 
     # -- querying ----------------------------------------------------------------------------
     def query(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -207,6 +214,10 @@ class ItemIndex:
         self._hnsw.set_ef(self.ef_search)
         self._by_label = [ItemMeta(**m) for m in doc["items"]]
         self._meta = {m.item_id: m for m in self._by_label}
+        self._vecs = np.zeros((self._hnsw.get_max_elements(), self.dim), dtype=np.float32)
+        live = [m.label for m in self._by_label if not m.deleted]
+        if live:  # hnswlib cannot return deleted items; their rows are never read
+            self._vecs[live] = self._hnsw.get_items(live, return_type="numpy")
         self._live = sum(1 for m in self._by_label if not m.deleted)
         return self, dict(doc.get("checkpoint") or {})
 
@@ -214,6 +225,13 @@ class ItemIndex:
     def exists(directory: Path) -> bool:
         found = _saved_copy(Path(directory))
         return (found / META_FILE).is_file() and (found / INDEX_FILE).is_file()
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """What hnswlib's cosine space stores: each row scaled to unit length."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
 
 
 def _saved_copy(directory: Path) -> Path:

@@ -71,6 +71,7 @@ class Recommender:
         """
         out = StepResult()
         query_vecs = self._encode_queries(batch)
+        item_vecs = self._item_vectors(batch)
         # None marks a user erased in this batch: later events start them afresh, not from `states`.
         current: dict[str, UserState | None] = {}
         for pos in batch:
@@ -88,9 +89,8 @@ class Recommender:
             item_vec = None
             if ev.type is not EventType.SEARCH:
                 assert ev.item_id is not None
-                if ev.item_id in self.index:
-                    item_vec = self.index.vectors([ev.item_id])[0]
-                else:
+                item_vec = item_vecs.get(ev.item_id)
+                if item_vec is None:
                     out.unknown_items += 1
             visit = visit_for(state, ev, self.params)
             if visit is not None:
@@ -108,6 +108,11 @@ class Recommender:
         lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.covis, extra)
         out.recommendations = dict(zip(users, lists))
         return out
+
+    def _item_vectors(self, batch: Sequence[Positioned]) -> dict[str, np.ndarray]:
+        """Vectors of the batch's known items, fetched from the index in one call."""
+        ids = list({p.event.item_id for p in batch if p.event.item_id is not None and p.event.item_id in self.index})
+        return dict(zip(ids, self.index.vectors(ids)))
 
     def _encode_queries(self, batch: Sequence[Positioned]) -> dict[str, np.ndarray]:
         searches = [p.event for p in batch if p.event.type is EventType.SEARCH and p.event.query]

@@ -75,52 +75,46 @@ def _rank(
 ) -> list[Scored]:
     anchors = anchors_of(state, params)
     content_ids = covis.ids_of(item for item, _ in content)  # interns new items: ids are stable
-    n = len(covis)
-    co = covis.scores(anchors) if anchors else np.zeros(n)
-    top_co = float(co.max()) if n else 0.0
-    co_n = co / top_co if top_co > 0 else co
-    sims = np.zeros(n)
-    if len(content_ids):
-        sims[content_ids] = np.maximum([sim for _, sim in content], 0.0)
+    co_ids, co_values = covis.sparse_scores(anchors) if anchors else (np.zeros(0, np.int64), np.zeros(0))
+    top_co = float(co_values.max()) if len(co_values) else 0.0
     # A search is an explicit request: popularity must not drown it.
     pop_ids = np.zeros(0, dtype=np.int64) if state.searching else covis.popular_ids()
+    # Candidates: co-visited, popular now, or content neighbours; every score below is per candidate.
+    cand = np.unique(np.concatenate([co_ids, pop_ids, content_ids]).astype(np.int64))
+    co_n = np.zeros(len(cand))
+    if top_co > 0:
+        co_n[np.searchsorted(cand, co_ids)] = co_values / top_co
+    sims = np.zeros(len(cand))
+    if len(content_ids):
+        sims[np.searchsorted(cand, content_ids)] = np.maximum([sim for _, sim in content], 0.0)
     pops = covis.popularities
     pop_max = float(pops[pop_ids[0]]) if len(pop_ids) else 0.0
-    pop_n = pops / pop_max if pop_max > 0 else np.zeros(n)
+    pop_n = pops[cand] / pop_max if pop_max > 0 else np.zeros(len(cand))
     content_led = state.searching or top_co <= 0
     w_content = 1.0 if content_led else params.w_content
-    w_sim = w_content + params.w_fresh * (covis.counts <= 0)
+    w_sim = w_content + params.w_fresh * (covis.counts[cand] <= 0)
     total = co_n + params.w_popularity * pop_n + w_sim * sims
-
-    candidate = co_n > 0
-    candidate[pop_ids] = True
-    candidate[content_ids] = True
-    ranked = _top_allowed(np.where(candidate, total, -np.inf), params.top_k, state, exclude, index, covis)
-    terms = {covis.name(i): _Terms(float(co_n[i]), float(pop_n[i]), float(sims[i])) for _, i in ranked}
-    best = [(v, covis.name(i)) for v, i in ranked]
+    ranked = _top_allowed(total, cand, params.top_k, state, exclude, index, covis)
+    terms = {covis.name(int(cand[j])): _Terms(float(co_n[j]), float(pop_n[j]), float(sims[j])) for _, j in ranked}
+    best = [(v, covis.name(int(cand[j]))) for v, j in ranked]
     return _explain(state, best, terms, anchors, covis, index, w_content)
 
 
 def _top_allowed(
-    total: np.ndarray, k: int, state: UserState, exclude: Container[str], index: ItemIndex, covis: CoVisitation
+    total: np.ndarray, cand: np.ndarray, k: int, state: UserState, exclude: Container[str], index: ItemIndex,
+    covis: CoVisitation,
 ) -> list[tuple[float, int]]:
-    """The k best finite scores whose items pass the filters; widens the search while filters bite."""
-    finite = int(np.isfinite(total).sum())
-    fetch = min(finite, k + 64)
-    while True:
-        part = np.argpartition(-total, fetch - 1)[:fetch] if fetch else np.zeros(0, dtype=np.int64)
-        part = part[np.argsort(-total[part], kind="stable")]
-        out: list[tuple[float, int]] = []
-        for i in part:
-            item = covis.name(int(i))
-            if item in state.excluded or item in exclude or item not in index:
-                continue
-            out.append((float(total[i]), int(i)))
-            if len(out) == k:
-                return out
-        if fetch >= finite:
-            return out
-        fetch = min(finite, fetch * 4)
+    """The k best candidates (positions in `cand`) that pass the filters, best first."""
+    order = np.argsort(-total, kind="stable")
+    out: list[tuple[float, int]] = []
+    for j in order:
+        item = covis.name(int(cand[j]))
+        if item in state.excluded or item in exclude or item not in index:
+            continue
+        out.append((float(total[j]), int(j)))
+        if len(out) == k:
+            break
+    return out
 
 
 def _explain(

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 from mode import Service
 from rocksdict import Rdict, WriteBatch
 
@@ -35,11 +36,11 @@ _READ_BATCH = 500
 def encode_visits(source: int, offsets: list[int], visits: list[CoVisit]) -> bytes:
     """One message per events partition and batch: the visits and the event offsets they came from."""
     doc = {"source": source, "offsets": offsets, "visits": [v.to_json() for v in visits]}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps(doc)
 
 
 def decode_visits(value: bytes) -> tuple[int, list[int], list[CoVisit]]:
-    doc = json.loads(value)
+    doc = orjson.loads(value)
     visits = [CoVisit.from_json(v) for v in doc["visits"]]
     offsets = [int(o) for o in doc["offsets"]]
     if len(offsets) != len(visits):
@@ -69,7 +70,7 @@ class CoVisitStore:
     def save(self, covis: CoVisitation, topic: str, offsets: dict[int, int]) -> None:
         batch = WriteBatch()
         for item, record in covis.take_dirty().items():
-            batch.put(item.encode(), json.dumps(record, separators=(",", ":")).encode())
+            batch.put(item.encode(), orjson.dumps(record))
         meta = {
             "topic": topic,
             "t0_s": covis.t0_s,
@@ -94,6 +95,10 @@ class CoVisitService(WholeTopicService):
         self._store = CoVisitStore(self.settings.worker_dir / "covisits")
         self._offsets = self._store.load(self.covis, self.settings.topic_covisits)
         metrics.COVIS_ITEMS.set(len(self.covis))
+
+    @property
+    def save_interval_s(self) -> float:
+        return self.settings.covis_save_interval_s
 
     def save(self) -> None:
         if self._store is not None and self._dirty:

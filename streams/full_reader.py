@@ -69,7 +69,7 @@ class WholeTopicService(Service):
     """A service that reads a whole topic into local state and checkpoints it with the offsets.
 
     Subclasses implement `save` (write state and `self._offsets` together); this base saves every
-    `index_save_interval_s` and at shutdown. Everything runs on the event loop thread, so the
+    `save_interval_s` and at shutdown. Everything runs on the event loop thread, so the
     state needs no locks.
     """
 
@@ -81,6 +81,10 @@ class WholeTopicService(Service):
 
     def save(self) -> None:
         raise NotImplementedError
+
+    @property
+    def save_interval_s(self) -> float:
+        return self.settings.index_save_interval_s
 
     async def open_reader(self, topic: str, purpose: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
         consumer, ends = await open_full_reader(
@@ -97,5 +101,5 @@ class WholeTopicService(Service):
     @Service.task
     async def _save_periodically(self) -> None:
         while not self.should_stop:
-            await self.sleep(self.settings.index_save_interval_s)
+            await self.sleep(self.save_interval_s)
             self.save()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import orjson
 from faust.types import TopicT
 
 from models.ranking import Scored
@@ -36,4 +36,4 @@ def recommendation_value(user_id: str, items: list[Scored], trigger_event_id: st
         "generated_at": int(time.time() * 1000),
         "model_version": model_version,
     }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(doc)

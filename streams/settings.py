@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     )
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB read cache per users-table partition")
     index_save_interval_s: float = Field(5.0, gt=0, description="How often a changed item index is saved to disk")
+    covis_save_interval_s: float = Field(
+        60.0, gt=0, description="How often the co-visitation store is saved to disk (a restart re-reads what came after)"
+    )
     encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
     encoder_int8: bool = Field(
         False, description="Embed item and query text with the int8-quantized encoder (faster, slightly different vectors)"
