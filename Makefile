@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration test-reliability reliability lint clean bench-replay kcat-lib eval
+.PHONY: install demo test test-all test-integration test-reliability reliability lint clean bench bench-quick bench-profile kcat-lib eval
 
 install: $(STAMP)
 
@@ -51,8 +51,16 @@ clean:
 eval: install
 	$(BIN)/recstream evaluate --json docs/evaluation/ml-latest-small.json --plot docs/evaluation/hit-at-10.png
 
-bench-replay: install
-	$(BIN)/recstream bench-replay --write BENCHMARKS.md
+# Throughput, latency, item ingestion, index and state size (issue 5) into BENCHMARKS.md; --quick: < 5 min.
+bench: install
+	$(BIN)/recstream bench --json docs/bench.json --write BENCHMARKS.md
+
+bench-quick: install
+	$(BIN)/recstream bench --quick
+
+# py-spy samples of a worker eating a backlog, into BENCHMARKS.md.
+bench-profile: install
+	$(BIN)/recstream bench-profile --write BENCHMARKS.md
 
 # kcat from Debian links librdkafka 2.0.2, which the embedded broker rejects: link the wheel's newer one.
 kcat-lib: install

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from models.params import CoreParams
+from models.vectors import stored
 from schemas.records import Event, EventType
 
 _EXCLUDING = (EventType.PURCHASE, EventType.DISLIKE)
@@ -81,7 +82,7 @@ def apply_event(
     if event.type is EventType.SEARCH:
         if query_vec is not None:
             short = short + weight * query_vec
-            last_query, q_vec = event.query, query_vec.astype(np.float32, copy=False)
+            last_query, q_vec = event.query, stored(query_vec)
     else:
         assert event.item_id is not None
         if item_vec is not None:
@@ -93,8 +94,8 @@ def apply_event(
 
     return replace(
         state,
-        long=long.astype(np.float32, copy=False),
-        short=short.astype(np.float32, copy=False),
+        long=stored(long),
+        short=stored(short),
         last_ts=max(state.last_ts, event.ts),
         events_applied=state.events_applied + 1,
         last_event_id=event.event_id,

@@ -1,7 +1,8 @@
-"""Compact, versioned bytes for a UserState: a small JSON header followed by raw float32 vectors.
+"""Compact, versioned bytes for a UserState: a small JSON header followed by raw float16 vectors.
 
-JSON for the header keeps it debuggable and never executable (no pickle); raw floats keep the
-vectors exact and cheap to decode.
+JSON for the header keeps it debuggable and never executable (no pickle). Vectors are stored as
+float16 with a power-of-two exponent each (models.vectors): exact for every state `apply_event`
+produces, since it rounds to the same representation. RS1 (float32) states still decode.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import struct
 import numpy as np
 
 from models.interest import UserState
+from models.vectors import from_half, to_half
 
-MAGIC = b"RS1"
+MAGIC = b"RS2"
+_MAGIC_F32 = b"RS1"
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -34,26 +37,32 @@ def encode_state(state: UserState) -> bytes:
         "has_query_vec": state.query_vec is not None,
         "searching": state.searching,
     }
+    vectors = [state.long, state.short] + ([state.query_vec] if state.query_vec is not None else [])
+    halves = [to_half(v) for v in vectors]
+    header["exponents"] = [e for _, e in halves]
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    parts = [MAGIC, _HEADER_LEN.pack(len(head)), head, state.long.astype("<f4").tobytes(), state.short.astype("<f4").tobytes()]
-    if state.query_vec is not None:
-        parts.append(state.query_vec.astype("<f4").tobytes())
-    return b"".join(parts)
+    return b"".join([MAGIC, _HEADER_LEN.pack(len(head)), head, *(h.astype("<f2").tobytes() for h, _ in halves)])
 
 
 def decode_state(data: bytes) -> UserState:
-    if not data.startswith(MAGIC):
-        raise StateDecodeError("user state does not start with the RS1 marker")
+    half = data.startswith(MAGIC)
+    if not half and not data.startswith(_MAGIC_F32):
+        raise StateDecodeError("user state does not start with the RS2 (or RS1) marker")
     try:
         (head_len,) = _HEADER_LEN.unpack_from(data, len(MAGIC))
         start = len(MAGIC) + _HEADER_LEN.size
         header = json.loads(data[start : start + head_len])
         dim = int(header["dim"])
-        body = np.frombuffer(data, dtype="<f4", offset=start + head_len)
+        body = np.frombuffer(data, dtype="<f2" if half else "<f4", offset=start + head_len)
         n_vecs = 3 if header["has_query_vec"] else 2
         if body.shape[0] != n_vecs * dim:
             raise StateDecodeError(f"user state holds {body.shape[0]} floats, expected {n_vecs * dim}")
-        vecs = body.astype(np.float32).reshape(n_vecs, dim)
+        rows = body.reshape(n_vecs, dim)
+        if half:
+            exponents = [int(e) for e in header["exponents"]]
+            vecs = np.stack([from_half(rows[i], exponents[i]) for i in range(n_vecs)])
+        else:
+            vecs = rows.astype(np.float32)
         return UserState(
             long=vecs[0].copy(),
             short=vecs[1].copy(),

@@ -21,7 +21,8 @@ from models.datasets import DatasetError
 from streams.broker import BrokerError, EmbeddedBroker
 from streams.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
 from streams.evaluate import evaluate_command
-from streams.replay_bench import bench_replay
+from streams.bench.command import bench_command
+from streams.bench.profile import bench_profile
 from streams.reliability.report import reliability_command
 from streams.settings import Settings
 from streams.stack import StackError
@@ -237,7 +238,8 @@ def users_erase(user_id: str, wait_s: float) -> None:
         click.echo(f"erased user {user_id!r}: state and list deleted {done.confirmed_after_s:.2f}s after the erase event reached Kafka")
 
 
-cli.add_command(bench_replay)
+cli.add_command(bench_command)
+cli.add_command(bench_profile)
 cli.add_command(evaluate_command)
 cli.add_command(reliability_command)
 

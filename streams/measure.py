@@ -7,6 +7,8 @@ so only trigger events have a latency of their own.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,6 +18,13 @@ from schemas.records import Event
 from streams.producing import Publisher, paced, publish_event
 from streams.settings import Settings
 from streams.watching import RecommendationWatcher
+
+
+def machine() -> str:
+    """One line for every benchmark report: what the figures were measured on."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+            "broker: embedded Tansu on the same machine")
 
 
 @dataclass

@@ -21,9 +21,9 @@ from streams.bench import index_bench
 from streams.bench.stream_bench import backlog_throughput, item_ingestion, latency_at_rate, state_size, wide_stream
 from streams.broker import EmbeddedBroker, free_port
 from streams.markdown_sections import write_section
+from streams.measure import machine
 from streams.producing import publish_events
 from streams.reliability.checks import isolated_env
-from streams.replay_bench import machine
 from streams.settings import Settings
 from streams.stack import LocalStack
 

@@ -21,12 +21,12 @@ from models.datasets.synthetic import generate_catalog, generate_events
 from streams.broker import EmbeddedBroker, free_port
 from streams.erasure import erase_user
 from streams.markdown_sections import write_section
+from streams.measure import machine
 from streams.producing import publish_events
 from streams.reliability.backpressure import remapped, run_backpressure
 from streams.reliability.checks import export_states, isolated_env, wait_until_applied
 from streams.reliability.crashes import run_broker_pause, run_crash_replay
 from streams.reliability.hostile import draw_probes, run_hostile
-from streams.replay_bench import machine
 from streams.stack import LocalStack
 
 FULL = {"kills": 5, "crash_users": 400, "pause_s": 20.0, "hostile": 10_000, "overload_rate": 5_000.0,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from models.interest import INTEREST_TYPES, UserState, apply_event, decay, query_vector
 from models.params import CoreParams
+from models.vectors import stored
 from schemas.records import Event, EventType
 
 DIM = 16
@@ -80,11 +81,14 @@ def test_purchase_excludes_but_click_and_browse_do_not() -> None:
     assert browsed.excluded == frozenset()
 
 
+# States hold float16-rounded vectors (models.vectors): comparisons allow that rounding, ~5e-4 relative.
+
+
 def test_exact_update_is_weighted_sum() -> None:
     params = CoreParams(w_click=0.25)
     s = apply_event(UserState.empty(DIM), _ev(EventType.CLICK, "i0", ts=10), params, item_vec=VECS[0])
-    np.testing.assert_allclose(s.long, 0.25 * VECS[0], rtol=1e-6)
-    np.testing.assert_allclose(s.short, 0.25 * VECS[0], rtol=1e-6)
+    np.testing.assert_allclose(s.long, 0.25 * VECS[0], rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(s.short, 0.25 * VECS[0], rtol=2e-3, atol=2e-4)
     assert s.long.dtype == np.float32 and s.short.dtype == np.float32
 
 
@@ -96,11 +100,11 @@ def test_search_steers_short_term_only_and_records_query() -> None:
     q = VECS[3]
     after = apply_event(base, _ev(EventType.SEARCH, ts=base.last_ts, eid="s", query="space horror"), PARAMS, query_vec=q)
     np.testing.assert_array_equal(after.long, base.long)
-    np.testing.assert_allclose(after.short, base.short + np.float32(PARAMS.w_search) * q, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(after.short, base.short + np.float32(PARAMS.w_search) * q, rtol=2e-3, atol=2e-4)
     assert _cos(after.short, q) > _cos(base.short, q)
     assert after.last_query == "space horror"
     assert after.query_vec is not None
-    np.testing.assert_array_equal(after.query_vec, q)
+    np.testing.assert_array_equal(after.query_vec, stored(q))
     # A search is not an item interaction: no history entry, no exclusion.
     assert after.recent == base.recent
     assert after.excluded == base.excluded
@@ -119,7 +123,7 @@ def test_newer_search_replaces_last_query() -> None:
     s = apply_event(UserState.empty(DIM), _ev(EventType.SEARCH, eid="s1", query="first"), PARAMS, query_vec=VECS[0])
     s = apply_event(s, _ev(EventType.SEARCH, eid="s2", query="second"), PARAMS, query_vec=VECS[1])
     assert s.last_query == "second"
-    np.testing.assert_array_equal(s.query_vec, VECS[1])
+    np.testing.assert_array_equal(s.query_vec, stored(VECS[1]))
 
 
 # -- decay ------------------------------------------------------------------------------------
@@ -138,30 +142,30 @@ def test_short_and_long_halve_after_their_own_half_life() -> None:
     s0 = apply_event(UserState.empty(DIM), _ev(EventType.CLICK, "i0", ts=5_000, eid="a"), params, item_vec=VECS[0])
     # One short half-life later, with an unknown item so nothing is added.
     s1 = apply_event(s0, _ev(EventType.CLICK, "zz", ts=5_000 + 10_000, eid="b"), params, item_vec=None)
-    np.testing.assert_allclose(s1.short, s0.short * 0.5, rtol=1e-5)
-    np.testing.assert_allclose(s1.long, s0.long * math.pow(0.5, 10.0 / 1000.0), rtol=1e-5)
+    np.testing.assert_allclose(s1.short, s0.short * 0.5, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(s1.long, s0.long * math.pow(0.5, 10.0 / 1000.0), rtol=2e-3, atol=2e-4)
     # One long half-life after s0.
     s2 = apply_event(s0, _ev(EventType.CLICK, "zz", ts=5_000 + 1_000_000, eid="c"), params, item_vec=None)
-    np.testing.assert_allclose(s2.long, s0.long * 0.5, rtol=1e-5)
-    np.testing.assert_allclose(s2.short, s0.short * math.pow(0.5, 100.0), rtol=1e-5, atol=1e-30)
+    np.testing.assert_allclose(s2.long, s0.long * 0.5, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(s2.short, s0.short * math.pow(0.5, 100.0), rtol=2e-3, atol=1e-30)
 
 
 def test_first_event_does_not_decay_from_epoch() -> None:
     s = apply_event(UserState.empty(DIM), _ev(EventType.CLICK, "i0", ts=10**12), PARAMS, item_vec=VECS[0])
-    np.testing.assert_allclose(s.long, PARAMS.w_click * VECS[0], rtol=1e-6)
+    np.testing.assert_allclose(s.long, PARAMS.w_click * VECS[0], rtol=2e-3, atol=2e-4)
 
 
 def test_out_of_order_event_does_not_decay_and_keeps_max_ts() -> None:
     params = CoreParams(long_half_life_s=1.0, short_half_life_s=1.0)
     s0 = apply_event(UserState.empty(DIM), _ev(EventType.CLICK, "i0", ts=50_000, eid="a"), params, item_vec=VECS[0])
     s1 = apply_event(s0, _ev(EventType.CLICK, "i1", ts=1_000, eid="b"), params, item_vec=VECS[1])
-    np.testing.assert_allclose(s1.long, s0.long + np.float32(params.w_click) * VECS[1], rtol=1e-6)
-    np.testing.assert_allclose(s1.short, s0.short + np.float32(params.w_click) * VECS[1], rtol=1e-6)
+    np.testing.assert_allclose(s1.long, s0.long + np.float32(params.w_click) * VECS[1], rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(s1.short, s0.short + np.float32(params.w_click) * VECS[1], rtol=2e-3, atol=2e-4)
     assert s1.last_ts == 50_000
     s2 = apply_event(s1, _ev(EventType.CLICK, "zz", ts=52_000, eid="c"), params, item_vec=None)
     assert s2.last_ts == 52_000
     # Decay measured from the newest event time (50 s), i.e. two half-lives, not from 1 s.
-    np.testing.assert_allclose(s2.long, s1.long * 0.25, rtol=1e-5)
+    np.testing.assert_allclose(s2.long, s1.long * 0.25, rtol=2e-3, atol=2e-4)
 
 
 # -- unknown items and bookkeeping ------------------------------------------------------------

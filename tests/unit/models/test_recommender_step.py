@@ -203,7 +203,7 @@ def test_search_events_are_encoded_once_per_batch() -> None:
     assert enc.calls == [["space horror", "romantic comedy"]]
     u = out.states["u"]
     assert u.last_query == "space horror"
-    np.testing.assert_allclose(u.query_vec, enc.encode(["space horror"])[0], rtol=1e-6)
+    np.testing.assert_allclose(u.query_vec, enc.encode(["space horror"])[0], rtol=2e-3, atol=2e-4)
     assert not u.long.any()  # search steers the session only
     assert all(r.reason == "matches your search 'space horror'" for r in out.recommendations["u"])
     assert out.states["v"].last_query == "romantic comedy"

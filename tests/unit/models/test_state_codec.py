@@ -13,16 +13,19 @@ from hypothesis import strategies as st
 from models.interest import UserState, apply_event
 from models.params import CoreParams
 from models.state_codec import MAGIC, StateDecodeError, decode_state, encode_state
+from models.vectors import from_half, stored, to_half
 from schemas.records import Event, EventType
 
 _ids = st.text(min_size=1, max_size=12)  # any unicode (non-ASCII goes through JSON escapes)
-_f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+# Interest sums never come near float32's limit; stored form is defined below 2**127.
+_f32 = st.floats(min_value=-2.0**100, max_value=2.0**100, width=32)
 
 
 @st.composite
 def user_states(draw: st.DrawFn) -> UserState:
     dim = draw(st.integers(min_value=1, max_value=12))
-    vec = st.lists(_f32, min_size=dim, max_size=dim).map(lambda xs: np.asarray(xs, dtype=np.float32))
+    # States hold what apply_event produces: vectors already rounded to their stored form.
+    vec = st.lists(_f32, min_size=dim, max_size=dim).map(lambda xs: stored(np.asarray(xs, dtype=np.float32)))
     kinds = st.sampled_from([k.value for k in EventType if k not in (EventType.SEARCH, EventType.ERASE)])
     has_q = draw(st.booleans())
     return UserState(
@@ -108,7 +111,7 @@ def _decode_or_reject(data: bytes) -> None:
         b"RS1",
         b"RS1\x00\x00",
         b"XYZ" + b"\x00" * 20,
-        b"RS2" + encode_state(UserState.empty(2))[3:],
+        b"RS9" + encode_state(UserState.empty(2))[3:],
         MAGIC + struct.pack(">I", 1000) + b"{}",
         MAGIC + struct.pack(">I", 2) + b"{}",
         MAGIC + struct.pack(">I", 2) + b"[]",
@@ -147,6 +150,7 @@ _GOOD_HEADER = {
     "excluded": [],
     "last_query": None,
     "has_query_vec": False,
+    "exponents": [0, 0],
 }
 
 
@@ -166,16 +170,16 @@ _GOOD_HEADER = {
     ],
 )
 def test_bad_header_fields_are_rejected(change: dict) -> None:
-    assert decode_state(_with_header(_GOOD_HEADER, b"\x00" * 8)).long.shape == (1,)
+    assert decode_state(_with_header(_GOOD_HEADER, b"\x00" * 4)).long.shape == (1,)
     with pytest.raises(StateDecodeError):
-        decode_state(_with_header({**_GOOD_HEADER, **change}, b"\x00" * 8))
+        decode_state(_with_header({**_GOOD_HEADER, **change}, b"\x00" * 4))
 
 
 @pytest.mark.parametrize("missing", sorted(_GOOD_HEADER))
 def test_missing_header_field_is_rejected(missing: str) -> None:
     header = {k: v for k, v in _GOOD_HEADER.items() if k != missing}
     with pytest.raises(StateDecodeError):
-        decode_state(_with_header(header, b"\x00" * 8))
+        decode_state(_with_header(header, b"\x00" * 4))
 
 
 def test_deeply_nested_header_is_rejected() -> None:
@@ -188,7 +192,7 @@ def test_infinite_header_number_is_rejected() -> None:
     head = json.dumps(_GOOD_HEADER).replace('"last_ts": 0', '"last_ts": 1e999').encode()
     assert b"1e999" in head
     with pytest.raises(StateDecodeError):
-        decode_state(MAGIC + struct.pack(">I", len(head)) + head + b"\x00" * 8)
+        decode_state(MAGIC + struct.pack(">I", len(head)) + head + b"\x00" * 4)
 
 
 @settings(max_examples=300, deadline=None)
@@ -218,3 +222,26 @@ def test_mutated_encodings_never_raise_another_exception(state: UserState, data:
 def test_state_decode_error_is_a_value_error() -> None:
     # Callers (the table codec) catch ValueError; keep the hierarchy.
     assert issubclass(StateDecodeError, ValueError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(xs=st.lists(st.floats(min_value=-2.0**100, max_value=2.0**100, width=32), min_size=1, max_size=16))
+def test_half_storage_is_idempotent_and_close(xs: list[float]) -> None:
+    v = np.asarray(xs, dtype=np.float32)
+    once = stored(v)
+    assert stored(once).tobytes() == once.tobytes(), "storing a stored vector changes nothing"
+    half, exponent = to_half(v)
+    assert half.dtype == np.float16 and np.all(np.abs(half) < 1.0)
+    np.testing.assert_array_equal(from_half(half, exponent), once)
+    # 11 significant bits relative to the largest component.
+    assert np.all(np.abs(once - v) <= np.max(np.abs(v)) * 2.0**-11 + 1e-45)
+
+
+def test_an_old_float32_state_still_decodes() -> None:
+    s = UserState(long=np.array([0.1, -0.2], np.float32), short=np.array([0.3, 0.4], np.float32), events_applied=3)
+    header = {**_GOOD_HEADER, "dim": 2, "events_applied": 3}
+    header.pop("exponents")
+    head = json.dumps(header).encode()
+    data = b"RS1" + struct.pack(">I", len(head)) + head + s.long.astype("<f4").tobytes() + s.short.astype("<f4").tobytes()
+    back = decode_state(data)
+    assert back.long.tobytes() == s.long.tobytes() and back.events_applied == 3
