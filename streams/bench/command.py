@@ -27,8 +27,8 @@ from streams.reliability.checks import isolated_env
 from streams.settings import Settings
 from streams.stack import LocalStack
 
-FULL = {"runs": 3, "backlog": 200_000, "latency_events": 10_000, "rate": 1_000.0, "new_items": 1_000,
-        "index_items": 100_000, "users": 100_000, "eval_fraction": 1.0}
+FULL = {"runs": 3, "backlog": 200_000, "latency_events": 10_000, "rate": 1_000.0, "new_items": 500,
+        "index_items": 100_000, "users": 100_000, "eval_fraction": 0.3}
 QUICK = {"runs": 1, "backlog": 20_000, "latency_events": 3_000, "rate": 1_000.0, "new_items": 300,
          "index_items": 20_000, "users": 10_000, "eval_fraction": 0.1}
 TARGETS = {"events_per_s": 5_000, "latency_p99_ms": 50, "items_per_s": 400, "index_recall_at_10": 0.98,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from rocksdict import Options, Rdict
 
 from schemas.records import Event, Item
@@ -21,6 +22,7 @@ from streams.producing import Publisher, make_producer, publish_events, publish_
 from streams.reliability.backpressure import remapped, rss_mb
 from streams.settings import Settings
 from streams.stack import LocalStack, WorkerProcess
+from streams.topics import ensure_topics, topic_specs
 
 
 def wide_stream(events: Sequence[Event], n: int, tag: str, events_per_user: int = 20) -> list[Event]:
@@ -73,6 +75,8 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
     Done when the worker has applied every event (its events counter) and no list arrived for a second.
     """
     settings = stack.settings()
+    # The worker would create the topics; the clock must be on the recommendations topic before it starts.
+    ensure_topics(AdminClient(settings.confluent_config()), topic_specs(settings))
     publisher = Publisher(make_producer(settings))
     publish_items(publisher, settings.topic_items, catalog)
     publish_events(publisher, settings.topic_events, events)
@@ -94,7 +98,8 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
             raise TimeoutError(f"the backlog of {len(events)} events was not applied within {timeout:.0f}s")
     finally:
         clock.close()
-    assert clock.first_ms is not None
+    if clock.first_ms is None:
+        raise LookupError(f"no list reached {settings.topic_recommendations}; see {worker.log_path}")
     seconds = max((clock.last_ms - clock.first_ms) / 1000.0, 1e-9)
     result = {"events": len(events), "users": len({e.user_id for e in events}), "lists": clock.lists,
               "seconds": round(seconds, 2), "events_per_s": round(len(events) / seconds, 1),
