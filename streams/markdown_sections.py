@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import click
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -20,3 +24,14 @@ def write_section(path: Path, name: str, body: str, heading: str, title: str) ->
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n{section}\n"
     path.write_text(text)
+
+
+def publish_report(
+    result: dict[str, Any], body: str, json_out: Path | None, write_to: Path | None, *, name: str, heading: str, title: str
+) -> None:
+    """What every measuring command does with its figures: JSON file, stdout, Markdown section."""
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2))
+    click.echo(body)
+    if write_to is not None:
+        write_section(write_to, name, body, heading=heading, title=title)

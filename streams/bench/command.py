@@ -20,7 +20,7 @@ from streams import sources
 from streams.bench import index_bench
 from streams.bench.stream_bench import backlog_throughput, item_ingestion, latency_at_rate, state_size, wide_stream
 from streams.broker import EmbeddedBroker, free_port
-from streams.markdown_sections import write_section
+from streams.markdown_sections import publish_report
 from streams.measure import machine
 from streams.producing import publish_events
 from streams.reliability.checks import isolated_env
@@ -187,9 +187,6 @@ def bench_command(movielens: Path | None, generated: bool, quick: bool, json_out
     source = sources.resolve(movielens, settings.movielens, generated=generated, auto=not quick)
     with tempfile.TemporaryDirectory(prefix="recstream-bench-") as tmp:
         result = run(QUICK if quick else FULL, source, Path(tmp), lambda m: click.echo(f"… {m}", err=True))
-    if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=2))
     body = markdown(result, "recstream bench " + " ".join(sys.argv[2:]))
-    click.echo(body)
-    if write_to is not None:
-        write_section(write_to, "bench", body, heading="Performance: `recstream bench` (issue 5)", title="Benchmarks")
+    publish_report(result, body, json_out, write_to, name="bench", heading="Performance: `recstream bench` (issue 5)",
+                   title="Benchmarks")

@@ -78,9 +78,16 @@ def _reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, 
 
 
 def _same_state(got: dict, ref: dict) -> bool:
+    """Equal history, and vectors equal within their storage precision.
+
+    Vectors are stored as float16 (11 significant bits). The two runs batch search queries
+    differently, and the encoder's output for a query moves in the last float32 bits with the
+    padding of its batch; a rounding to float16 can then land one step apart (~5e-4 relative).
+    """
     same_history = all(got[k] == ref[k] for k in ("events_applied", "last_event_id", "recent", "excluded"))
     return same_history and all(
-        np.allclose(got[k], ref[k], rtol=1e-5, atol=1e-6) for k in ("long", "short")
+        np.allclose(got[k], ref[k], rtol=2e-3, atol=1e-3 * max(1e-12, float(np.max(np.abs(ref[k])))))
+        for k in ("long", "short")
     )
 
 

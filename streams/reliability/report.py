@@ -6,7 +6,6 @@ writes RELIABILITY.md, so the published numbers are measured, never typed.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import click
 from models.datasets.synthetic import generate_catalog, generate_events
 from streams.broker import EmbeddedBroker, free_port
 from streams.erasure import erase_user
-from streams.markdown_sections import write_section
+from streams.markdown_sections import publish_report
 from streams.measure import machine
 from streams.producing import publish_events
 from streams.reliability.backpressure import remapped, run_backpressure
@@ -124,9 +123,5 @@ def reliability_command(quick: bool, json_out: Path | None, write_to: Path | Non
     plan = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="recstream-reliability-") as tmp:
         result = run_all(plan, Path(tmp), lambda msg: click.echo(f"… {msg}", err=True))
-    if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=2))
     body = markdown(result, "recstream reliability " + " ".join(sys.argv[2:]))
-    click.echo(body)
-    if write_to is not None:
-        write_section(write_to, "reliability", body, heading="Reliability (issue 4)", title="Reliability")
+    publish_report(result, body, json_out, write_to, name="reliability", heading="Reliability (issue 4)", title="Reliability")
