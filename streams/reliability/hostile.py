@@ -30,7 +30,7 @@ from schemas.decode import (
     Limits,
     decode_event,
 )
-from schemas.records import Event, EventType
+from schemas.records import EventType
 from streams.producing import make_producer
 from streams.reliability.checks import lost_and_twice, wait_until_counted
 from streams.settings import Settings
