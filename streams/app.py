@@ -10,6 +10,7 @@ from streams import metrics
 from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
+from streams.changelog_end import verify_changelog_ends
 from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
@@ -28,6 +29,7 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faus
 def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
     partitions = events_partitions or settings.events_partitions
     set_fetch_max_wait(settings.fetch_max_wait_ms)
+    verify_changelog_ends(settings)
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     app = faust.App(
         settings.app_id,
@@ -89,6 +91,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
                 partitions=partitions,
                 limits=settings.limits,
                 model_version=settings.model_version,
+                worker_id=settings.worker_id,
             )
         return processor
 
@@ -108,6 +111,12 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     async def report_lag() -> None:
         if processor is not None:
             await processor.report_lag(app.consumer.highwaters)
+
+    @app.timer(1.0)
+    async def report_partitions() -> None:
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic.get_topic_name()}
+        for partition in range(partitions):
+            metrics.PARTITION_OWNED.labels(str(partition)).set(1 if partition in owned else 0)
 
     @app.timer(10.0)
     async def count_users() -> None:

@@ -38,7 +38,7 @@ class BatchOutput:
 
     def produce(
         self, topic: str, key: bytes, value: bytes | None, partition: int | None = None,
-        on_delivered: Callable[[Message], None] | None = None,
+        on_delivered: Callable[[Message], None] | None = None, headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         def report(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
@@ -46,7 +46,9 @@ class BatchOutput:
             elif on_delivered is not None:
                 on_delivered(msg)
 
-        kwargs = {} if partition is None else {"partition": partition}
+        kwargs: dict[str, object] = {} if partition is None else {"partition": partition}
+        if headers:
+            kwargs["headers"] = headers
         while True:
             try:
                 self._producer.produce(topic, key=key, value=value, on_delivery=report, **kwargs)

@@ -22,6 +22,7 @@ from streams import metrics
 from streams.batch_output import BatchOutput
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
+from streams.topics import WORKER_HEADER
 from streams.user_states import UserStates
 
 
@@ -44,6 +45,7 @@ class EventsProcessor:
         partitions: int,
         limits: Limits,
         model_version: str,
+        worker_id: str,
     ) -> None:
         self.recommender = recommender
         self.users = users
@@ -55,6 +57,8 @@ class EventsProcessor:
         self.partitions = partitions
         self.limits = limits
         self.model_version = model_version
+        # On every list: which worker made it (the owner of the user's partition at the time).
+        self.list_headers = [(WORKER_HEADER, worker_id.encode())]
         # Next offset to apply per partition, for the lag gauge.
         self.positions: dict[TP, int] = {}
 
@@ -77,7 +81,9 @@ class EventsProcessor:
             for user_id, items in result.recommendations.items():
                 trigger = result.triggers[user_id]
                 value = recommendation_value(user_id, items, trigger.event_id, self.model_version)
-                self.output.produce(self.recommendations_topic, user_id.encode(), value, partition_of[user_id])
+                self.output.produce(
+                    self.recommendations_topic, user_id.encode(), value, partition_of[user_id], headers=self.list_headers
+                )
             # Everything of this batch is in Kafka before Faust may commit its offsets.
             await self.output.flush()
             self.users.mark_persisted()

@@ -37,6 +37,9 @@ CONSUMER_LAG = Gauge(
     "recstream_consumer_lag", "Events in the log not yet applied, per events partition this worker owns", ["topic", "partition"]
 )
 USERS_IN_STATE = Gauge("recstream_users", "Users with state on this worker's partitions")
+PARTITION_OWNED = Gauge(
+    "recstream_partition_owned", "1 for each events partition this worker owns now (0 once it moved away)", ["partition"]
+)
 READY = Gauge("recstream_ready", "1 once the index is loaded and table recovery has finished")
 
 

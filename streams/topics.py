@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
+# Header on every recommendation list: the RECSTREAM_WORKER_ID of the worker that published it.
+WORKER_HEADER = "recstream-worker"
 
 
 @dataclass(frozen=True)

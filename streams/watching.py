@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
+from streams.topics import WORKER_HEADER
 from streams.settings import Settings
 
 
@@ -25,6 +26,9 @@ class Seen:
     value: dict[str, Any]
     kafka_ts_ms: int
     received_at: float
+    partition: int = -1
+    # The worker that published the list (its RECSTREAM_WORKER_ID), from the recstream-worker header.
+    worker: str | None = None
 
 
 def _consumer(settings: Settings) -> Consumer:
@@ -52,7 +56,8 @@ def _decode(msg: Any) -> Seen | None:
     if msg is None or msg.error() or msg.value() is None:
         return None
     value = json.loads(msg.value())
-    return Seen(value["user_id"], value, msg.timestamp()[1], time.time())
+    worker = next((v.decode() for k, v in msg.headers() or () if k == WORKER_HEADER), None)
+    return Seen(value["user_id"], value, msg.timestamp()[1], time.time(), msg.partition(), worker)
 
 
 class RecommendationWatcher:
