@@ -11,6 +11,7 @@ from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
 from streams.changelog_end import verify_changelog_ends
+from streams.commit_gate import gate_commits
 from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
@@ -99,8 +100,10 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     async def events_agent(stream: faust.StreamT) -> None:
         # Events wait until the whole catalog is in the index, so none is applied without its item.
         await catalog.loaded.wait()
+        events = get_processor()
+        gate_commits(app.consumer, events.drain)
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
-            await get_processor().process(batch)
+            await events.process(batch)
 
     @app.timer(1.0)
     async def report_readiness() -> None:

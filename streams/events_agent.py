@@ -6,7 +6,9 @@ read once, written once and their list published once.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka.partitioner import murmur2
@@ -24,6 +26,10 @@ from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
 from streams.topics import WORKER_HEADER
 from streams.user_states import UserStates
+
+
+# Batches whose output may be on its way to Kafka while the agent goes on (see EventsProcessor._stage).
+MAX_STAGES = 4
 
 
 def partition_for(user_id: str, partitions: int) -> int:
@@ -61,6 +67,7 @@ class EventsProcessor:
         self.list_headers = [(WORKER_HEADER, worker_id.encode())]
         # Next offset to apply per partition, for the lag gauge.
         self.positions: dict[TP, int] = {}
+        self._stages: deque[asyncio.Future[None]] = deque()
 
     async def process(self, batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -68,25 +75,20 @@ class EventsProcessor:
         if positioned:
             partition_of = {pos.event.user_id: fe.message.partition for pos, fe in zip(positioned, origins)}
             result = self.recommender.step(self._read_states(partition_of), positioned)
-            # Co-visits are acknowledged before the state is written: after a crash, the state never
-            # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
             if result.visits:
                 self._produce_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
-                await self.output.flush()
             for user_id, state in result.states.items():
                 self.users.put(partition_of[user_id], user_id.encode(), encode_state(state))
             for user_id in result.erased:
                 self._erase(user_id, partition_of[user_id])
-            self.users.commit()
-            for user_id, items in result.recommendations.items():
-                trigger = result.triggers[user_id]
-                value = recommendation_value(user_id, items, trigger.event_id, self.model_version)
-                self.output.produce(
-                    self.recommendations_topic, user_id.encode(), value, partition_of[user_id], headers=self.list_headers
-                )
-            # Everything of this batch is in Kafka before Faust may commit its offsets.
-            await self.output.flush()
-            self.users.mark_persisted()
+            written = self.users.write_local()
+            lists = [
+                (user_id.encode(), recommendation_value(user_id, items, result.triggers[user_id].event_id,
+                                                        self.model_version), partition_of[user_id])
+                for user_id, items in result.recommendations.items()
+            ]
+            lists += [(user_id.encode(), None, partition_of[user_id]) for user_id in result.erased]
+            await self._stage(written, lists)
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
@@ -102,6 +104,36 @@ class EventsProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    async def _stage(self, written: list[tuple[int, bytes, bytes | None]], lists: list[tuple[bytes, bytes | None, int]]) -> None:
+        """Send a batch's changelog records and lists once its co-visits are acknowledged, without
+        holding up the next batch. Stages run in batch order (each awaits the one before), so a
+        key's changelog records and lists keep their order. At most MAX_STAGES are in flight:
+        beyond that the agent waits, which is the backpressure on a slow broker."""
+        previous = self._stages[-1] if self._stages else None
+        self._stages.append(asyncio.ensure_future(self._publish(previous, written, lists)))
+        while len(self._stages) > MAX_STAGES or (self._stages and self._stages[0].done()):
+            await self._stages.popleft()  # re-raises a failed stage: the worker stops, nothing is committed
+
+    async def _publish(
+        self, previous: asyncio.Future[None] | None, written: list[tuple[int, bytes, bytes | None]],
+        lists: list[tuple[bytes, bytes | None, int]],
+    ) -> None:
+        if previous is not None:
+            await previous
+        # Co-visits are acknowledged before the state is sent: after a crash, the changelog never
+        # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
+        await self.output.flush()
+        self.users.send_changelog(written)
+        for key, value, partition in lists:
+            self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
+
+    async def drain(self) -> None:
+        """Everything produced so far acknowledged by Kafka; called before Faust commits offsets."""
+        while self._stages:
+            await self._stages.popleft()
+        await self.output.flush()
+        self.users.mark_persisted()
+
     def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
         grouped: dict[int, tuple[list[int], list[CoVisit]]] = {}
@@ -115,11 +147,9 @@ class EventsProcessor:
         metrics.COVISITS_PUBLISHED.inc(len(result.visits))
 
     def _erase(self, user_id: str, partition: int) -> None:
-        """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back) and
-        their list (a tombstone on the compacted recommendations topic)."""
-        key = user_id.encode()
-        self.users.put(partition, key, None)
-        self.output.produce(self.recommendations_topic, key, None, partition)
+        """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back); their
+        list gets a tombstone on the compacted recommendations topic."""
+        self.users.put(partition, user_id.encode(), None)
         metrics.USERS_ERASED.inc()
 
     async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:

@@ -38,11 +38,14 @@ class UserStates:
         return out
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Stage a write (None deletes); `commit` applies all staged writes."""
+        """Stage a write (None deletes); `write_local` applies all staged writes."""
         self._pending[partition][key] = value
 
-    def commit(self) -> None:
-        """Write the staged values to RocksDB and their changelog records to the output producer."""
+    def write_local(self) -> list[tuple[int, bytes, bytes | None]]:
+        """Apply the staged writes to RocksDB (later batches read them) and return them for
+        `send_changelog`. The local copy may run ahead of the changelog: after a crash it is
+        discarded and rebuilt from the changelog (streams.worker.discard_cache_after_crash)."""
+        written: list[tuple[int, bytes, bytes | None]] = []
         for partition, writes in self._pending.items():
             batch = WriteBatch(raw_mode=True)  # Faust opens its databases in raw mode
             for key, value in writes.items():
@@ -50,9 +53,15 @@ class UserStates:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-                self._output.produce(self._changelog, key, value, partition, on_delivered=self._record_offset)
+                written.append((partition, key, value))
             self._db(partition).write(batch)
         self._pending.clear()
+        return written
+
+    def send_changelog(self, written: list[tuple[int, bytes, bytes | None]]) -> None:
+        """The changelog records of writes, to the output producer (durable once it is flushed)."""
+        for partition, key, value in written:
+            self._output.produce(self._changelog, key, value, partition, on_delivered=self._record_offset)
 
     def _record_offset(self, msg: Message) -> None:
         p = msg.partition()
