@@ -16,15 +16,41 @@ from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
-from streams.state_export import USERS_TABLE, changelog_topic
-from streams.user_states import UserStates
+from streams.state_export import LISTS_TABLE, USERS_TABLE, changelog_topic
+from streams.table_writes import BatchedTable
 from streams.batch_output import BatchOutput
-from streams.topics import DEAD_LETTER_MAX_BYTES
+from streams.topics import DEAD_LETTER_MAX_BYTES, WORKER_HEADER
+from streams.http_api import add_read_api
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
     """Bytes in, bytes out: decoding is ours, so a bad message is dead-lettered, never a crash."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions)
+
+
+def _bytes_table(
+    app: faust.App, settings: Settings, name: str, partitions: int, changelog_topic: faust.TopicT | None = None
+) -> faust.types.TableT:
+    table = app.Table(
+        name,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        changelog_topic=changelog_topic,
+        # Faust's RocksDB defaults (64 MB x 3 memtables, a 2 GB cache, per partition) are sized for big
+        # servers; these bound a worker's table memory to settings.rocksdb_memory_mb(partitions).
+        options={
+            "driver": "rocksdict",
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+            "block_cache_compressed_size": 0,
+        },
+    )
+    # Faust picks "json" for non-model types; values are our own bytes (models.state_codec, list JSON).
+    table.key_serializer = table.value_serializer = "raw"
+    return table
 
 
 def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
@@ -37,7 +63,12 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         broker=brokers,
         datadir=str(settings.worker_dir / "faust"),
         store="rocksdb://",
-        web_enabled=False,
+        # The read API (streams/http_api.py). Requests for a user whose partition another worker owns
+        # are forwarded to that worker's advertised URL, which the workers exchange when they rebalance.
+        web_enabled=settings.http_port > 0,
+        web_bind=settings.http_bind,
+        web_port=settings.http_port or 6066,
+        web_host=settings.advertised_http_host,
         topic_partitions=partitions,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
@@ -51,24 +82,12 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)
     dead_letters = DeadLetters(_raw_topic(app, settings.topic_dead_letter))
-    users = app.Table(
-        USERS_TABLE,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=partitions,
-        # Faust's RocksDB defaults (64 MB x 3 memtables, a 2 GB cache, per partition) are sized for big
-        # servers; these bound a worker's table memory to settings.rocksdb_memory_mb(partitions).
-        options={
-            "driver": "rocksdict",
-            "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
-            "max_write_buffer_number": 2,
-            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
-            "block_cache_compressed_size": 0,
-        },
-    )
-    # Faust picks "json" for non-model types; state is our own compact bytes (models.state_codec).
-    users.key_serializer = users.value_serializer = "raw"
+    users = _bytes_table(app, settings, USERS_TABLE, partitions)
+    # The latest list per user, served by the read API. Its changelog is the (compacted)
+    # recommendations topic itself: publishing a list is writing this table, and a worker that
+    # takes over a partition restores its users' lists from the topic subscribers read.
+    lists = _bytes_table(app, settings, LISTS_TABLE, partitions,
+                         changelog_topic=_raw_topic(app, settings.topic_recommendations, partitions))
     catalog = CatalogService(settings, dead_letters, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)
     covis = CoVisitation(settings.core)
@@ -83,16 +102,17 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
             output = BatchOutput(settings)
             processor = EventsProcessor(
                 recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
-                users=UserStates(users, output, changelog_topic(settings)),
+                users=BatchedTable(users, output, changelog_topic(settings)),
+                # Every list says which worker made it: the owner of the user's partition at the time.
+                lists=BatchedTable(lists, output, settings.topic_recommendations,
+                                   headers=[(WORKER_HEADER, settings.worker_id.encode())]),
                 output=output,
                 events_topic=events_topic,
-                recommendations_topic=settings.topic_recommendations,
                 covisits_topic=settings.topic_covisits,
                 dead_letters=dead_letters,
                 partitions=partitions,
                 limits=settings.limits,
                 model_version=settings.model_version,
-                worker_id=settings.worker_id,
             )
         return processor
 
@@ -105,10 +125,15 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
             await events.process(batch)
 
+    def is_ready() -> bool:
+        return app.tables.recovery.completed.is_set() and catalog.loaded.is_set()
+
     @app.timer(1.0)
     async def report_readiness() -> None:
-        recovered = app.tables.recovery.completed.is_set()
-        metrics.READY.set(1 if (recovered and catalog.loaded.is_set()) else 0)
+        metrics.READY.set(1 if is_ready() else 0)
+
+    if settings.http_port > 0:
+        add_read_api(app, lists, is_ready, settings.worker_id, partitions)
 
     @app.timer(1.0)
     async def report_lag() -> None:

@@ -24,8 +24,7 @@ from streams import metrics
 from streams.batch_output import BatchOutput
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
-from streams.topics import WORKER_HEADER
-from streams.user_states import UserStates
+from streams.table_writes import BatchedTable, Written
 
 
 # Batches whose output may be on its way to Kafka while the agent goes on (see EventsProcessor._stage).
@@ -42,29 +41,27 @@ class EventsProcessor:
         self,
         *,
         recommender: Recommender,
-        users: UserStates,
+        users: BatchedTable,
+        lists: BatchedTable,
         output: BatchOutput,
         events_topic: TopicT,
-        recommendations_topic: str,
         covisits_topic: str,
         dead_letters: DeadLetters,
         partitions: int,
         limits: Limits,
         model_version: str,
-        worker_id: str,
     ) -> None:
         self.recommender = recommender
         self.users = users
+        # The latest list per user; its changelog is the recommendations topic (the read API serves it).
+        self.lists = lists
         self.output = output
         self.events_topic = events_topic
-        self.recommendations_topic = recommendations_topic
         self.covisits_topic = covisits_topic
         self.dead_letters = dead_letters
         self.partitions = partitions
         self.limits = limits
         self.model_version = model_version
-        # On every list: which worker made it (the owner of the user's partition at the time).
-        self.list_headers = [(WORKER_HEADER, worker_id.encode())]
         # Next offset to apply per partition, for the lag gauge.
         self.positions: dict[TP, int] = {}
         self._stages: deque[asyncio.Future[None]] = deque()
@@ -81,14 +78,10 @@ class EventsProcessor:
                 self.users.put(partition_of[user_id], user_id.encode(), encode_state(state))
             for user_id in result.erased:
                 self._erase(user_id, partition_of[user_id])
-            written = self.users.write_local()
-            lists = [
-                (user_id.encode(), recommendation_value(user_id, items, result.triggers[user_id].event_id,
-                                                        self.model_version), partition_of[user_id])
-                for user_id, items in result.recommendations.items()
-            ]
-            lists += [(user_id.encode(), None, partition_of[user_id]) for user_id in result.erased]
-            await self._stage(written, lists)
+            for user_id, items in result.recommendations.items():
+                value = recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
+                self.lists.put(partition_of[user_id], user_id.encode(), value)
+            await self._stage(self.users.write_local(), self.lists.write_local())
             metrics.RECS_PUBLISHED.inc(len(result.recommendations))
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
@@ -104,28 +97,26 @@ class EventsProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _stage(self, written: list[tuple[int, bytes, bytes | None]], lists: list[tuple[bytes, bytes | None, int]]) -> None:
+    async def _stage(self, states: list[Written], lists: list[Written]) -> None:
         """Send a batch's changelog records and lists once its co-visits are acknowledged, without
         holding up the next batch. Stages run in batch order (each awaits the one before), so a
         key's changelog records and lists keep their order. At most MAX_STAGES are in flight:
         beyond that the agent waits, which is the backpressure on a slow broker."""
         previous = self._stages[-1] if self._stages else None
-        self._stages.append(asyncio.ensure_future(self._publish(previous, written, lists)))
+        self._stages.append(asyncio.ensure_future(self._publish(previous, states, lists)))
         while len(self._stages) > MAX_STAGES or (self._stages and self._stages[0].done()):
             await self._stages.popleft()  # re-raises a failed stage: the worker stops, nothing is committed
 
     async def _publish(
-        self, previous: asyncio.Future[None] | None, written: list[tuple[int, bytes, bytes | None]],
-        lists: list[tuple[bytes, bytes | None, int]],
+        self, previous: asyncio.Future[None] | None, states: list[Written], lists: list[Written]
     ) -> None:
         if previous is not None:
             await previous
         # Co-visits are acknowledged before the state is sent: after a crash, the changelog never
         # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
         await self.output.flush()
-        self.users.send_changelog(written)
-        for key, value, partition in lists:
-            self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
+        self.users.send_changelog(states)
+        self.lists.send_changelog(lists)
 
     async def drain(self) -> None:
         """Everything produced so far acknowledged by Kafka; called before Faust commits offsets."""
@@ -133,6 +124,7 @@ class EventsProcessor:
             await self._stages.popleft()
         await self.output.flush()
         self.users.mark_persisted()
+        self.lists.mark_persisted()
 
     def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
@@ -150,6 +142,7 @@ class EventsProcessor:
         """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back); their
         list gets a tombstone on the compacted recommendations topic."""
         self.users.put(partition, user_id.encode(), None)
+        self.lists.put(partition, user_id.encode(), None)
         metrics.USERS_ERASED.inc()
 
     async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:

@@ -5,6 +5,8 @@ Every field is documented in the README's configuration table (a test keeps the 
 
 from __future__ import annotations
 
+import socket
+
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -81,6 +83,12 @@ class Settings(BaseSettings):
     # Observability
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 = off)")
+    http_bind: str = Field("127.0.0.1", description="Address the read API (GET /recommendations/{user_id}) binds to")
+    http_port: int = Field(6066, ge=0, le=65535, description="Read API port (0 = off)")
+    http_advertised_host: str | None = Field(
+        None, description="Host other workers use to forward read-API requests here (default: the bind address, "
+        "or this machine's hostname when binding to all addresses)"
+    )
 
     # Data
     movielens: Path | None = Field(None, description="MovieLens folder (ml-latest-small format) for demo/replay")
@@ -94,8 +102,8 @@ class Settings(BaseSettings):
         )
 
     def rocksdb_memory_mb(self, partitions: int) -> int:
-        """The users table's RocksDB memory ceiling on a worker that owns `partitions` partitions."""
-        return partitions * (2 * self.rocksdb_write_buffer_mb + self.rocksdb_block_cache_mb)
+        """The RocksDB memory ceiling of a worker's two tables (users, lists) when it owns `partitions` partitions."""
+        return 2 * partitions * (2 * self.rocksdb_write_buffer_mb + self.rocksdb_block_cache_mb)
 
     @property
     def limits(self) -> Limits:
@@ -105,6 +113,12 @@ class Settings(BaseSettings):
             min_ts_ms=self.event_ts_min_ms,
             max_future_ms=int(self.event_ts_max_future_s * 1000),
         )
+
+    @property
+    def advertised_http_host(self) -> str:
+        if self.http_advertised_host:
+            return self.http_advertised_host
+        return socket.gethostname() if self.http_bind in ("0.0.0.0", "::", "") else self.http_bind
 
     @property
     def worker_dir(self) -> Path:

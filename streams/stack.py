@@ -33,6 +33,7 @@ class WorkerProcess:
     env: dict[str, str]
     log_path: Path
     metrics_port: int
+    http_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -106,7 +107,7 @@ class LocalStack:
         env = {k[len("RECSTREAM_"):].lower(): v for k, v in self.extra_env.items() if k.startswith("RECSTREAM_")}
         return Settings(**{**env, "kafka_bootstrap": self.start_broker()})
 
-    def worker_env(self, worker_id: str, metrics_port: int) -> dict[str, str]:
+    def worker_env(self, worker_id: str, metrics_port: int, http_port: int) -> dict[str, str]:
         assert self.bootstrap is not None, "start the broker first"
         return {
             **os.environ,
@@ -114,6 +115,7 @@ class LocalStack:
             "RECSTREAM_DATA_DIR": str(self.root / "data"),
             "RECSTREAM_WORKER_ID": worker_id,
             "RECSTREAM_METRICS_PORT": str(metrics_port),
+            "RECSTREAM_HTTP_PORT": str(http_port),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             **self.extra_env,
@@ -124,8 +126,9 @@ class LocalStack:
         if fresh_state:
             # Tables must not outlive the broker they were recovered from (the embedded one forgets all).
             shutil.rmtree(self.root / "data" / worker_id / "faust", ignore_errors=True)
-        port = free_port()
-        worker = WorkerProcess(worker_id, self.worker_env(worker_id, port), self.root / f"{worker_id}.log", port)
+        port, http_port = free_port(), free_port()
+        worker = WorkerProcess(worker_id, self.worker_env(worker_id, port, http_port), self.root / f"{worker_id}.log",
+                               port, http_port)
         self.workers.append(worker.start())
         return worker
 

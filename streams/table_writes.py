@@ -1,6 +1,7 @@
-"""Batch reads and writes of the users table: RocksDB multi-get and write batches, changelog by librdkafka.
+"""Batch reads and writes of a Faust table: RocksDB multi-get and write batches, changelog by librdkafka.
 
-The table stays a Faust table: Faust still owns its partitions, recovers them from the changelog
+Used for the users table (state) and the lists table (the latest list per user, whose changelog is
+the recommendations topic itself). The table stays a Faust table: Faust still owns its partitions, recovers them from the changelog
 on assignment and keeps standbys. Only the per-key path is replaced, because Faust's `table[key] =`
 writes one key and sends one changelog message at a time. This writes the same bytes to the same
 per-partition RocksDB and the same changelog partition, and records the persisted changelog offset
@@ -19,16 +20,28 @@ from rocksdict import WriteBatch
 from streams.batch_output import BatchOutput
 
 
-class UserStates:
-    def __init__(self, table: TableT, output: BatchOutput, changelog_topic: str) -> None:
+# (partition, key, value); a None value deletes the key.
+Written = tuple[int, bytes, bytes | None]
+
+
+def table_db(table: TableT, partition: int) -> Any:
+    """The rocksdict database Faust keeps for one partition of `table` (opened in raw mode)."""
+    return table.data._db_for_partition(partition)  # type: ignore[attr-defined]
+
+
+class BatchedTable:
+    def __init__(
+        self, table: TableT, output: BatchOutput, changelog_topic: str, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         self._table = table
         self._output = output
         self._changelog = changelog_topic
+        self._headers = headers
         self._pending: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
         self._delivered: dict[int, int] = {}
 
     def _db(self, partition: int) -> Any:
-        return self._table.data._db_for_partition(partition)  # type: ignore[attr-defined]
+        return table_db(self._table, partition)
 
     def read(self, keys_by_partition: dict[int, list[bytes]]) -> dict[bytes, bytes | None]:
         """Current values (None: absent) of keys, each looked up in its own partition's database."""
@@ -41,11 +54,11 @@ class UserStates:
         """Stage a write (None deletes); `write_local` applies all staged writes."""
         self._pending[partition][key] = value
 
-    def write_local(self) -> list[tuple[int, bytes, bytes | None]]:
+    def write_local(self) -> list[Written]:
         """Apply the staged writes to RocksDB (later batches read them) and return them for
         `send_changelog`. The local copy may run ahead of the changelog: after a crash it is
         discarded and rebuilt from the changelog (streams.worker.discard_cache_after_crash)."""
-        written: list[tuple[int, bytes, bytes | None]] = []
+        written: list[Written] = []
         for partition, writes in self._pending.items():
             batch = WriteBatch(raw_mode=True)  # Faust opens its databases in raw mode
             for key, value in writes.items():
@@ -58,10 +71,12 @@ class UserStates:
         self._pending.clear()
         return written
 
-    def send_changelog(self, written: list[tuple[int, bytes, bytes | None]]) -> None:
+    def send_changelog(self, written: list[Written]) -> None:
         """The changelog records of writes, to the output producer (durable once it is flushed)."""
         for partition, key, value in written:
-            self._output.produce(self._changelog, key, value, partition, on_delivered=self._record_offset)
+            self._output.produce(
+                self._changelog, key, value, partition, on_delivered=self._record_offset, headers=self._headers
+            )
 
     def _record_offset(self, msg: Message) -> None:
         p = msg.partition()
