@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from aiokafka.partitioner import murmur2
 from faust.types import TP, EventT, TopicT
 
 from models.interest import UserState
@@ -25,15 +24,11 @@ from streams.batch_output import BatchOutput
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
 from streams.table_writes import BatchedTable, Written
+from streams.topics import partition_for
 
 
 # Batches whose output may be on its way to Kafka while the agent goes on (see EventsProcessor._stage).
 MAX_STAGES = 4
-
-
-def partition_for(user_id: str, partitions: int) -> int:
-    """The Java client's default partitioner (murmur2), which Faust and our producers use too."""
-    return (murmur2(user_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 class EventsProcessor:

@@ -18,7 +18,7 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
 from schemas.records import json_schema
-from streams.events_agent import partition_for
+from streams.topics import partition_for
 from streams.table_writes import table_db
 
 SERVED_BY = "Recstream-Served-By"

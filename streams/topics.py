@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -17,6 +18,13 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
+
+
+def partition_for(user_id: str, partitions: int) -> int:
+    """The Java client's default partitioner (murmur2), which Faust and our producers use too."""
+    return (murmur2(user_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
 # Header on every recommendation list: the RECSTREAM_WORKER_ID of the worker that published it.
 WORKER_HEADER = "recstream-worker"
 

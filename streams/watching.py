@@ -31,7 +31,7 @@ class Seen:
     worker: str | None = None
 
 
-def _consumer(settings: Settings) -> Consumer:
+def consumer_for(settings: Settings) -> Consumer:
     return Consumer(
         {
             **settings.confluent_config(),
@@ -64,7 +64,7 @@ class RecommendationWatcher:
     """Collects every list published from now on (or from the beginning), in a background thread."""
 
     def __init__(self, settings: Settings, from_beginning: bool = False) -> None:
-        self._consumer = _consumer(settings)
+        self._consumer = consumer_for(settings)
         _assign_all(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
         self.seen: list[Seen] = []
         self.latest: dict[str, Seen] = {}
@@ -150,7 +150,7 @@ class RecommendationWatcher:
 
 def read_topic(settings: Settings, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
     """Up to `count` messages from the start of `topic` (all partitions, no consumer group: no join wait)."""
-    consumer = _consumer(settings)
+    consumer = consumer_for(settings)
     try:
         _assign_all(consumer, topic, OFFSET_BEGINNING)
         out: list[Any] = []
@@ -170,7 +170,7 @@ def scan_to_end(settings: Settings, topic: str, timeout: float = 30.0, idle: flo
     produced in batches, so the watermark alone would stop early. No consumer group (no join wait,
     no committed offsets): it reads beside running workers.
     """
-    consumer = _consumer(settings)
+    consumer = consumer_for(settings)
     try:
         _assign_all(consumer, topic, OFFSET_BEGINNING)
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in consumer.assignment()}

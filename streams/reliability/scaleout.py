@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.records import Event, Item
-from streams.events_agent import partition_for
+from streams.topics import partition_for
 from streams.reliability.checks import events_per_user, lost_and_twice, replay_in_background, wait_until_applied
 from streams.stack import LocalStack, StackError, WorkerProcess
 from streams.watching import RecommendationWatcher, Seen

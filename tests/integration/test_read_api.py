@@ -13,7 +13,7 @@ import pytest
 
 from models.datasets.synthetic import generate_catalog
 from schemas.records import Event, EventType
-from streams.events_agent import partition_for
+from streams.topics import partition_for
 from streams.http_api import SERVED_BY
 from streams.producing import Publisher, make_producer, publish_events
 from streams.reliability.scaleout import wait_for_owners
