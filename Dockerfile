@@ -50,11 +50,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     TOKENIZERS_PARALLELISM=false \
     RECSTREAM_DATA_DIR=/var/lib/recstream \
     RECSTREAM_METRICS_HOST=0.0.0.0 \
-    RECSTREAM_METRICS_PORT=9108
+    RECSTREAM_METRICS_PORT=9108 \
+    RECSTREAM_HTTP_BIND=0.0.0.0 \
+    RECSTREAM_HTTP_PORT=6066
 
 USER recstream
 WORKDIR /home/recstream
-EXPOSE 9108
+EXPOSE 9108 6066
 
 # slim has no curl: probe the Prometheus endpoint with the standard library.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

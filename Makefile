@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all test-integration test-reliability reliability lint clean bench bench-quick bench-profile kcat-lib eval
+.PHONY: install demo test test-tools test-all test-integration test-reliability reliability lint clean bench bench-quick bench-profile kcat-lib eval
 
 install: $(STAMP)
 
@@ -24,10 +24,19 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/recstream demo
 
-test: install
+test: install test-tools
 	$(BIN)/python -m pytest -q
 
-test-integration: install
+# System tools the integration tests drive for real: the Prometheus server and promtool, and kcat
+# (Debian packages). Installed only when missing; as root, or through passwordless sudo.
+test-tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus kcat >/dev/null 2>&1 \
+	  || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus kcat >/dev/null; } \
+	  || echo "could not install prometheus and kcat (apt-get): their tests will be skipped"; }
+
+test-integration: install test-tools
 	$(BIN)/python -m pytest -q -m "integration and not slow"
 
 # Crash, broker, hostile-input, erase and backpressure tests, the long (slow) versions included.
@@ -38,7 +47,7 @@ test-reliability: install
 reliability: install
 	$(BIN)/recstream reliability --json docs/reliability.json --write RELIABILITY.md
 
-test-all: install
+test-all: install test-tools
 	$(BIN)/python -m pytest -q -m ""
 
 lint: install

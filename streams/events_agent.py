@@ -76,34 +76,34 @@ class EventsProcessor:
             for user_id, items in result.recommendations.items():
                 value = recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
                 self.lists.put(partition_of[user_id], user_id.encode(), value)
-            await self._stage(self.users.write_local(), self.lists.write_local())
-            metrics.RECS_PUBLISHED.inc(len(result.recommendations))
-            metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
-            metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
-            now = time.time()
             applied = {id(e) for e in result.applied}
+            produced_at = []
             for pos, fe in zip(positioned, origins):
                 if id(pos.event) in applied:
                     metrics.EVENTS_IN.labels(pos.event.type.value).inc()
                     if fe.message.timestamp and pos.event.type is not EventType.ERASE:
-                        metrics.E2E_LATENCY.observe(max(0.0, now - fe.message.timestamp))
+                        produced_at.append(fe.message.timestamp)
+            await self._stage(self.users.write_local(), self.lists.write_local(), produced_at)
+            metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
+            metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
         for fe in batch:
             self.positions[fe.message.tp] = fe.message.offset + 1
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _stage(self, states: list[Written], lists: list[Written]) -> None:
+    async def _stage(self, states: list[Written], lists: list[Written], produced_at: list[float]) -> None:
         """Send a batch's changelog records and lists once its co-visits are acknowledged, without
         holding up the next batch. Stages run in batch order (each awaits the one before), so a
         key's changelog records and lists keep their order. At most MAX_STAGES are in flight:
         beyond that the agent waits, which is the backpressure on a slow broker."""
         previous = self._stages[-1] if self._stages else None
-        self._stages.append(asyncio.ensure_future(self._publish(previous, states, lists)))
+        self._stages.append(asyncio.ensure_future(self._publish(previous, states, lists, produced_at)))
         while len(self._stages) > MAX_STAGES or (self._stages and self._stages[0].done()):
             await self._stages.popleft()  # re-raises a failed stage: the worker stops, nothing is committed
 
     async def _publish(
-        self, previous: asyncio.Future[None] | None, states: list[Written], lists: list[Written]
+        self, previous: asyncio.Future[None] | None, states: list[Written], lists: list[Written],
+        produced_at: list[float],
     ) -> None:
         if previous is not None:
             await previous
@@ -112,6 +112,14 @@ class EventsProcessor:
         await self.output.flush()
         self.users.send_changelog(states)
         self.lists.send_changelog(lists)
+        # Latency and freshness count from the moment a list is handed to the producer.
+        now = time.time()
+        for ts in produced_at:
+            metrics.E2E_LATENCY.observe(max(0.0, now - ts))
+        published = sum(1 for _, _, value in lists if value is not None)
+        metrics.RECS_PUBLISHED.inc(published)
+        if published:
+            metrics.LAST_PUBLISHED.set(now)
 
     async def drain(self) -> None:
         """Everything produced so far acknowledged by Kafka; called before Faust commits offsets."""

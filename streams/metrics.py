@@ -12,6 +12,9 @@ EVENTS_REKEYED = Counter(
 )
 DEAD_LETTERED = Counter("recstream_dead_letter_total", "Messages sent to the dead-letter topic", ["topic", "reason"])
 RECS_PUBLISHED = Counter("recstream_recommendations_published_total", "Recommendation lists published")
+LAST_PUBLISHED = Gauge(
+    "recstream_last_published_timestamp_seconds", "When this worker last published a list (epoch s): freshness"
+)
 E2E_LATENCY = Histogram(
     "recstream_e2e_latency_seconds",
     "Event produced to Kafka (record timestamp) until its recommendation list is published",

@@ -753,3 +753,53 @@ def test_create_topics_sh_stops_at_the_first_failure(tmp_path):
     proc, calls = run_create_topics(tmp_path, stub_rc=3)
     assert proc.returncode != 0, "a failed kafka-topics.sh must fail the topics job (and so the worker's start)"
     assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus and Grafana in docker-compose.yml
+
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+
+
+def _bind_target(service: dict, source: Path) -> str:
+    mounts = [m for m in service_mounts(service) if m["type"] == "bind" and (ROOT / m["source"]).resolve() == source]
+    assert mounts, f"{source.relative_to(ROOT)} is not mounted: {service_mounts(service)}"
+    assert mounts[0]["read_only"], f"{source.relative_to(ROOT)} must be mounted read-only"
+    return mounts[0]["target"]
+
+
+def test_prometheus_scrapes_every_worker_replica_with_the_projects_config(services):
+    prometheus, worker = services["prometheus"], services["worker"]
+    assert str(prometheus.get("image", "")).startswith("prom/prometheus:")
+    config_dir = _bind_target(prometheus, PROMETHEUS_DIR)
+    assert f"--config.file={config_dir}/prometheus.yml" in as_argv(prometheus.get("command"))
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "recstream")
+    dns = job["dns_sd_configs"][0]
+    metrics_port = int(service_env(worker).get("RECSTREAM_METRICS_PORT", DEFAULT_METRICS_PORT))
+    assert dns["names"] == ["worker"] and dns["port"] == metrics_port, "every replica of the worker service, on its metrics port"
+    assert ("9090", 9090) in published_ports(prometheus)
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard(services):
+    grafana = services["grafana"]
+    assert str(grafana.get("image", "")).startswith("grafana/grafana:")
+    assert _bind_target(grafana, GRAFANA_DIR / "provisioning") == "/etc/grafana/provisioning"
+    dashboards_dir = _bind_target(grafana, GRAFANA_DIR / "dashboards")
+    provider = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "recstream.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == dashboards_dir
+    source = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    datasource = source["datasources"][0]
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "recstream.json").read_text())
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+    home = service_env(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    assert home == f"{dashboards_dir}/recstream.json"
+
+
+def test_worker_serves_the_read_api_outside_its_container(services, stages):
+    worker = services["worker"]
+    env = {**stage_env(stages[-1]), **service_env(worker)}
+    assert env.get("RECSTREAM_HTTP_BIND") == "0.0.0.0", "on 127.0.0.1 the read API is unreachable from outside"
+    assert int(env["RECSTREAM_HTTP_PORT"]) in [c for _, c in published_ports(worker)]
