@@ -7,6 +7,7 @@ and exits non-zero; tracebacks are for bugs only.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -261,6 +262,13 @@ def main() -> None:
         sys.exit(1)
     except EXPECTED as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug or a case we did not foresee: still one line, and how to see more
+        if os.environ.get("RECSTREAM_TRACEBACK"):
+            raise
+        message = " ".join(str(exc).split())
+        click.echo(f"error: unexpected {type(exc).__name__}: {message} (run again with RECSTREAM_TRACEBACK=1 for "
+                   "the traceback, and please report it)", err=True)
         sys.exit(1)
 
 

@@ -43,3 +43,18 @@ def test_download_without_network_fails_cleanly(tmp_path) -> None:
 
     with pytest.raises(DatasetError, match="download it by hand"):
         download(tmp_path, url="http://127.0.0.1:9/ml-latest-small.zip", timeout=2)
+
+
+def test_an_unforeseen_error_is_still_one_line(monkeypatch, capsys) -> None:
+    from streams import cli
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("something\nwent wrong")
+
+    monkeypatch.setattr(cli.cli, "main", broken)
+    monkeypatch.delenv("RECSTREAM_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err.count("\n") == 1 and "RuntimeError: something went wrong" in err and "RECSTREAM_TRACEBACK=1" in err
