@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/recstream demo
 
 test: install test-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 # System tools the integration tests drive for real: the Prometheus server and promtool, and kcat
 # (Debian packages). Installed only when missing; as root, or through passwordless sudo.

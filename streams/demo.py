@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -83,8 +85,13 @@ def run_demo(settings: Settings, source: Source, limit: int, keep_running: bool 
                 f"{scifi}/{len(seen.value['items'])} recommended items are Sci-Fi; "
                 + (f"PURCHASED FILMS IN THE LIST: {sorted(repeated)}" if repeated else "none is a purchased film")
             )
+        api = f"http://127.0.0.1:{worker.http_port}/recommendations/{user}"
+        with urllib.request.urlopen(api, timeout=10) as resp:
+            served = json.loads(resp.read())
+        same = "the list just published" if served == seen.value else "AN OLDER LIST"
+        _say(f"6. read API: GET {api} -> {len(served['items'])} items, {same} (from the worker's lists table)")
         url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
-        _say(f"6. Prometheus metrics: {url}   (`recstream recs USER_ID` reads any user's list)")
+        _say(f"7. Prometheus metrics: {url}   (`recstream recs USER_ID` reads any user's list from the topic)")
         if keep_running:
             _say(f"   running; RECSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap} for other commands. Ctrl-C stops.")
             try:

@@ -71,17 +71,38 @@ def wait_until_counted(
     )
 
 
-def replay_in_background(publisher: Publisher, settings: Settings, events: Sequence[Event], rate: float | None) -> threading.Thread:
-    """A started thread publishing `events` at `rate`/s (None: as fast as possible)."""
+class Replay(threading.Thread):
+    """Publishes `events` at `rate`/s (None: as fast as possible) in the background; `stop()` ends it
+    early, after which `published` is what was sent."""
 
-    def replay() -> None:
-        for event in paced(events, rate):
-            publish_event(publisher, settings.topic_events, event)
-        publisher.flush(timeout=300)
+    def __init__(self, publisher: Publisher, settings: Settings, events: Sequence[Event], rate: float | None) -> None:
+        super().__init__(daemon=True)
+        self.publisher, self.settings, self.events, self.rate = publisher, settings, events, rate
+        self.sent = 0
+        self._halt = threading.Event()
 
-    thread = threading.Thread(target=replay, daemon=True)
-    thread.start()
-    return thread
+    def run(self) -> None:
+        for event in paced(self.events, self.rate):
+            if self._halt.is_set():
+                break
+            publish_event(self.publisher, self.settings.topic_events, event)
+            self.sent += 1
+        self.publisher.flush(timeout=300)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    @property
+    def published(self) -> Sequence[Event]:
+        return self.events[: self.sent]
+
+
+def replay_in_background(publisher: Publisher, settings: Settings, events: Sequence[Event], rate: float | None) -> Replay:
+    """A started Replay of `events`."""
+    replay = Replay(publisher, settings, events, rate)
+    replay.start()
+    return replay
 
 
 def events_per_user(events: Iterable[Event]) -> Counter[str]:

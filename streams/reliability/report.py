@@ -26,12 +26,13 @@ from streams.reliability.backpressure import remapped, run_backpressure
 from streams.reliability.checks import export_states, isolated_env, wait_until_applied
 from streams.reliability.crashes import run_broker_pause, run_crash_replay
 from streams.reliability.hostile import draw_probes, run_hostile
+from streams.reliability.scaleout import run_scale_out
 from streams.stack import LocalStack
 
 FULL = {"kills": 5, "crash_users": 400, "pause_s": 20.0, "hostile": 10_000, "overload_rate": 5_000.0,
-        "overload_s": 60.0, "erasures": 5}
+        "overload_s": 60.0, "erasures": 5, "scale_users": 600}
 QUICK = {"kills": 2, "crash_users": 100, "pause_s": 10.0, "hostile": 2_000, "overload_rate": 4_000.0,
-         "overload_s": 10.0, "erasures": 3}
+         "overload_s": 10.0, "erasures": 3, "scale_users": 200}
 
 
 def run_all(plan: dict[str, Any], root: Path, progress: Any) -> dict[str, Any]:
@@ -64,6 +65,11 @@ def run_all(plan: dict[str, Any], root: Path, progress: Any) -> dict[str, Any]:
         progress(f"erasing {plan['erasures']} users")
         with LocalStack(root / "erase", bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
             out["erase"] = _erasures(stack, catalog, plan["erasures"], root)
+        progress(f"scale-out: a second worker joins, then the first leaves, during {plan['scale_users'] * 50} events")
+        with LocalStack(root / "scale", bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
+            events = generate_events(catalog, n_users=plan["scale_users"], events_per_user=50, seed=14)
+            report = run_scale_out(stack, catalog, events, 250.0, root, stack.settings().events_partitions)
+            out["scale_out"] = {**asdict(report), "checked": dict(report.checked)}
     return out
 
 
@@ -80,8 +86,15 @@ def _erasures(stack: LocalStack, catalog: Any, n: int, root: Path) -> dict[str, 
     return {"erased": len(gone), "confirm_s": [round(s, 3) for s in seconds], "still_in_state": len(set(gone) & set(left))}
 
 
+def _split(owners: dict[Any, str]) -> str:
+    by_worker: dict[str, list[str]] = {}
+    for partition, worker in sorted(owners.items(), key=lambda kv: int(kv[0])):
+        by_worker.setdefault(worker, []).append(str(partition))
+    return " / ".join(f"{w}: {','.join(ps)}" for w, ps in sorted(by_worker.items()))
+
+
 def markdown(r: dict[str, Any], command: str) -> str:
-    c, p, h, b, e = r["crash"], r["pause"], r["hostile"], r["backpressure"], r["erase"]
+    c, p, h, b, e, s = r["crash"], r["pause"], r["hostile"], r["backpressure"], r["erase"], r["scale_out"]
     recovery = c["recovery_s"]
     return "\n".join([
         f"Command: `{command}`  ",
@@ -107,7 +120,11 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"{b['rss_mb_at_peak_lag']:.0f} MB at peak lag, {b['rss_mb_max']:.0f} MB max, {b['rss_mb_end']:.0f} MB after "
         f"draining; lost **{b['lost']}**, twice **{b['twice']}** |",
         f"| erase | `recstream users erase` for {e['erased']} users | confirmed (tombstone read back) after "
-        f"{', '.join(f'{s:.2f}' for s in e['confirm_s'])} s; users still in state: {e['still_in_state']} |",
+        f"{', '.join(f'{x:.2f}' for x in e['confirm_s'])} s; users still in state: {e['still_in_state']} |",
+        f"| scale-out | a second worker joins during a replay of {s['events']} events, then the first leaves "
+        f"| partitions split {_split(s['shared'])} after {s['join_s']:.1f} s; all to the second {s['leave_s']:.1f} s after "
+        f"the first stopped; lost **{s['lost']}**, twice **{s['twice']}**; lists from a worker not owning the user's "
+        f"partition: **{len(s['wrong_owner'])}** of {sum(s['checked'].values())} checked |",
         "",
         "Hostile messages by reason: "
         + ", ".join(f"{k} {v}" for k, v in sorted(h["by_reason"].items())) + ".",
@@ -119,7 +136,7 @@ def markdown(r: dict[str, Any], command: str) -> str:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write all figures here.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None, help="Update this Markdown file.")
 def reliability_command(quick: bool, json_out: Path | None, write_to: Path | None) -> None:
-    """Kill workers, freeze the broker, send hostile input, overload and erase; count what was lost."""
+    """Kill workers, freeze the broker, send hostile input, overload, erase and scale out; count what was lost."""
     plan = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="recstream-reliability-") as tmp:
         result = run_all(plan, Path(tmp), lambda msg: click.echo(f"… {msg}", err=True))

@@ -74,9 +74,10 @@ def wait_for_owners(
 
 def run_scale_out(
     stack: LocalStack, catalog: Sequence[Item], events: Sequence[Event], rate: float, workdir: Path,
-    partitions: int, window_s: float = 5.0,
+    partitions: int, window_s: float = 5.0, tail_s: float = 5.0,
 ) -> ScaleOutReport:
-    """Worker A alone, then A and B together, then B alone, with the replay running throughout."""
+    """Worker A alone, then A and B together, then B alone (for `tail_s`), with the replay running
+    throughout; the replay stops there, so `events` should outlast the phases (it fails otherwise)."""
     settings = stack.settings()
     publisher, first = stack.start_worker_with_catalog(catalog, "scale-a")
     with RecommendationWatcher(settings) as watcher:
@@ -97,7 +98,11 @@ def run_scale_out(
         wait_for_owners([second], partitions, lambda o: True, timeout=120)
         leave_s = time.time() - left_at
         second_alone_from = time.time()
-        sender.join()
+        time.sleep(tail_s)
+        if not sender.is_alive():
+            raise StackError(f"the replay of {len(events)} events ended before the last phase: offer more events")
+        sender.stop()
+        events = sender.published
         rows = wait_until_applied(second.env, workdir / "scaled.jsonl", {e.user_id: e.event_id for e in events}, 300)
         time.sleep(1.0)  # the last lists reach the watcher
         seen = watcher.snapshot()

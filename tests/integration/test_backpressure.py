@@ -31,7 +31,7 @@ def _overload(stack: LocalStack, tmp_path: Path, rate: float, seconds: float) ->
 
 
 def test_a_short_overload_keeps_memory_flat_and_drains(stack: LocalStack, tmp_path: Path) -> None:
-    _overload(stack, tmp_path, rate=4_000, seconds=15)
+    _overload(stack, tmp_path, rate=4_000, seconds=8)
 
 
 @pytest.mark.slow

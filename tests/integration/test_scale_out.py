@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 def test_a_joining_and_a_leaving_worker_lose_nothing_and_own_their_partitions(stack: LocalStack, tmp_path: Path) -> None:
     catalog = generate_catalog()
-    events = generate_events(catalog, n_users=400, events_per_user=50)
+    # More than the phases need (about a minute at 250/s): the replay stops after the last phase.
+    events = generate_events(catalog, n_users=600, events_per_user=50)
     partitions = stack.settings().events_partitions
     report = run_scale_out(stack, catalog, events, rate=250.0, workdir=tmp_path, partitions=partitions)
     print(f"\nscale-out: joined in {report.join_s} s, left in {report.leave_s} s, shared {report.shared}, "
