@@ -12,6 +12,7 @@ from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
 from streams.changelog_end import verify_changelog_ends
 from streams.commit_gate import gate_commits
+from streams.committed_seek import seek_uncommitted_to_start
 from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
@@ -57,6 +58,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     partitions = events_partitions or settings.events_partitions
     set_fetch_max_wait(settings.fetch_max_wait_ms)
     verify_changelog_ends(settings)
+    seek_uncommitted_to_start()
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     app = faust.App(
         settings.app_id,
