@@ -1,8 +1,9 @@
-"""The Faust app: topics, the users table, the events agent and the catalog service, wired together."""
+"""The Faust app: topics, the users table, the events agent, the catalog, co-visit and list services, wired together."""
 
 from __future__ import annotations
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 
 from models.pipeline import Recommender
 from models.covisitation import CoVisitation
@@ -17,11 +18,12 @@ from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
 from streams.publishing import DeadLetters
 from streams.settings import Settings
-from streams.state_export import LISTS_TABLE, USERS_TABLE, changelog_topic
+from streams.state_export import USERS_TABLE, changelog_topic
 from streams.table_writes import BatchedTable
 from streams.batch_output import BatchOutput
 from streams.topics import DEAD_LETTER_MAX_BYTES, WORKER_HEADER
 from streams.http_api import add_read_api
+from streams.list_cache import ListCache
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -85,11 +87,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     events_topic = _raw_topic(app, settings.topic_events, partitions)
     dead_letters = DeadLetters(_raw_topic(app, settings.topic_dead_letter))
     users = _bytes_table(app, settings, USERS_TABLE, partitions)
-    # The latest list per user, served by the read API. Its changelog is the (compacted)
-    # recommendations topic itself: publishing a list is writing this table, and a worker that
-    # takes over a partition restores its users' lists from the topic subscribers read.
-    lists = _bytes_table(app, settings, LISTS_TABLE, partitions,
-                         changelog_topic=_raw_topic(app, settings.topic_recommendations, partitions))
     catalog = CatalogService(settings, dead_letters, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)
     covis = CoVisitation(settings.core)
@@ -105,9 +102,9 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
             processor = EventsProcessor(
                 recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
                 users=BatchedTable(users, output, changelog_topic(settings)),
+                recommendations_topic=settings.topic_recommendations,
                 # Every list says which worker made it: the owner of the user's partition at the time.
-                lists=BatchedTable(lists, output, settings.topic_recommendations,
-                                   headers=[(WORKER_HEADER, settings.worker_id.encode())]),
+                list_headers=[(WORKER_HEADER, settings.worker_id.encode())],
                 output=output,
                 events_topic=events_topic,
                 covisits_topic=settings.topic_covisits,
@@ -127,15 +124,26 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
             await events.process(batch)
 
+    def owned_partitions() -> set[int]:
+        try:
+            assignment = app.consumer.assignment()
+        except ConsumerNotStarted:
+            return set()
+        return {tp.partition for tp in assignment if tp.topic == events_topic.get_topic_name()}
+
+    # The latest list of each owned user, for the read API.
+    lists = ListCache(settings, partitions, owned_partitions, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(lists)
+
     def is_ready() -> bool:
-        return app.tables.recovery.completed.is_set() and catalog.loaded.is_set()
+        return app.tables.recovery.completed.is_set() and catalog.loaded.is_set() and lists.caught_up()
 
     @app.timer(1.0)
     async def report_readiness() -> None:
         metrics.READY.set(1 if is_ready() else 0)
 
     if settings.http_port > 0:
-        add_read_api(app, lists, is_ready, settings.worker_id, partitions)
+        add_read_api(app, lists, users, is_ready, settings.worker_id)
 
     @app.timer(1.0)
     async def report_lag() -> None:
@@ -144,7 +152,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
 
     @app.timer(1.0)
     async def report_partitions() -> None:
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic.get_topic_name()}
+        owned = owned_partitions()
         for partition in range(partitions):
             metrics.PARTITION_OWNED.labels(str(partition)).set(1 if partition in owned else 0)
 

@@ -2,9 +2,8 @@
 
 Faust sends one message at a time through aiokafka, in Python: at thousands of users per second
 that alone fills a core. librdkafka batches and compresses in C. Safety is kept by ordering, not
-by Faust: the events agent flushes this producer before it returns a batch, and Faust commits a
-source offset only after the batch that read it returned, so nothing is committed whose output
-is not in Kafka.
+by Faust: Faust commits a source offset only after everything produced so far is acknowledged
+(streams/commit_gate.py), so nothing is committed whose output is not in Kafka.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from streams.producing import produce_when_room
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_MAX_BYTES
 
@@ -49,12 +49,7 @@ class BatchOutput:
         kwargs: dict[str, object] = {} if partition is None else {"partition": partition}
         if headers:
             kwargs["headers"] = headers
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=report, **kwargs)
-                return
-            except BufferError:  # the local queue is full: serve delivery reports, then retry
-                self._producer.poll(0.01)
+        produce_when_room(self._producer, topic, key, value, on_delivery=report, **kwargs)
 
     async def flush(self) -> None:
         """Wait, without blocking the event loop, until every message produced so far is acknowledged."""

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message
 
 from schemas.decode import InvalidMessage, decode_event
 from schemas.records import Event, EventType, Recommendation
-from streams.producing import make_producer
+from streams.producing import make_producer, produce_when_room
 from streams.settings import Settings
-from streams.topics import partition_for
-from streams.watching import consumer_for
+from streams.watching import assign_topic, consumer_for
 
 
 class InvalidEvent(ValueError):
@@ -129,13 +128,8 @@ class RecstreamClient:
             if self._on_delivery is not None:
                 self._on_delivery(delivery)
 
-        while True:
-            try:
-                self._producer.produce(self._settings.topic_events, key=event.user_id.encode(), value=value,
-                                       on_delivery=report)
-                break
-            except BufferError:  # the local queue is full: serve delivery reports, then retry
-                self._producer.poll(0.05)
+        produce_when_room(self._producer, self._settings.topic_events, event.user_id.encode(), value,
+                          on_delivery=report)
         self._producer.poll(0)
         return event.event_id
 
@@ -176,16 +170,8 @@ class RecommendationSubscriber:
         self._settings = _settings(bootstrap, settings)
         self.user_id = user_id
         self._consumer = consumer_for(self._settings)
-        topic = self._settings.topic_recommendations
-        meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-        if meta.error is not None:
-            raise LookupError(f"topic {topic} is not available ({meta.error}): is a worker running against "
-                              f"{self._settings.kafka_bootstrap}?")
-        partitions = sorted(meta.partitions)
-        if user_id is not None:
-            partitions = [partition_for(user_id, len(partitions))]
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        self._consumer.assign([TopicPartition(topic, p, start) for p in partitions])
+        assign_topic(self._consumer, self._settings.topic_recommendations,
+                     OFFSET_BEGINNING if from_beginning else OFFSET_END, user_id)
         self._key = None if user_id is None else user_id.encode()
 
     def poll(self, timeout: float = 1.0) -> Recommendation | None:

@@ -89,7 +89,7 @@ def run_demo(settings: Settings, source: Source, limit: int, keep_running: bool 
         with urllib.request.urlopen(api, timeout=10) as resp:
             served = json.loads(resp.read())
         same = "the list just published" if served == seen.value else "AN OLDER LIST"
-        _say(f"6. read API: GET {api} -> {len(served['items'])} items, {same} (from the worker's lists table)")
+        _say(f"6. read API: GET {api} -> {len(served['items'])} items, {same} (from the worker's list cache)")
         url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
         _say(f"7. Prometheus metrics: {url}   (`recstream recs USER_ID` reads any user's list from the topic)")
         if keep_running:

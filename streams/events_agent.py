@@ -37,7 +37,8 @@ class EventsProcessor:
         *,
         recommender: Recommender,
         users: BatchedTable,
-        lists: BatchedTable,
+        recommendations_topic: str,
+        list_headers: list[tuple[str, bytes]],
         output: BatchOutput,
         events_topic: TopicT,
         covisits_topic: str,
@@ -48,8 +49,10 @@ class EventsProcessor:
     ) -> None:
         self.recommender = recommender
         self.users = users
-        # The latest list per user; its changelog is the recommendations topic (the read API serves it).
-        self.lists = lists
+        self.recommendations_topic = recommendations_topic
+        self.list_headers = list_headers
+        # This batch's lists (None: an erased user's tombstone), sent with its state in its stage.
+        self._lists: list[Written] = []
         self.output = output
         self.events_topic = events_topic
         self.covisits_topic = covisits_topic
@@ -75,7 +78,7 @@ class EventsProcessor:
                 self._erase(user_id, partition_of[user_id])
             for user_id, items in result.recommendations.items():
                 value = recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
-                self.lists.put(partition_of[user_id], user_id.encode(), value)
+                self._lists.append((partition_of[user_id], user_id.encode(), value))
             applied = {id(e) for e in result.applied}
             produced_at = []
             for pos, fe in zip(positioned, origins):
@@ -83,7 +86,8 @@ class EventsProcessor:
                     metrics.EVENTS_IN.labels(pos.event.type.value).inc()
                     if fe.message.timestamp and pos.event.type is not EventType.ERASE:
                         produced_at.append(fe.message.timestamp)
-            await self._stage(self.users.write_local(), self.lists.write_local(), produced_at)
+            lists, self._lists = self._lists, []
+            await self._stage(self.users.write_local(), lists, produced_at)
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
         for fe in batch:
@@ -111,7 +115,8 @@ class EventsProcessor:
         # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
         await self.output.flush()
         self.users.send_changelog(states)
-        self.lists.send_changelog(lists)
+        for partition, key, value in lists:
+            self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
         # Latency and freshness count from the moment a list is handed to the producer.
         now = time.time()
         for ts in produced_at:
@@ -127,7 +132,6 @@ class EventsProcessor:
             await self._stages.popleft()
         await self.output.flush()
         self.users.mark_persisted()
-        self.lists.mark_persisted()
 
     def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
@@ -145,7 +149,7 @@ class EventsProcessor:
         """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back); their
         list gets a tombstone on the compacted recommendations topic."""
         self.users.put(partition, user_id.encode(), None)
-        self.lists.put(partition, user_id.encode(), None)
+        self._lists.append((partition, user_id.encode(), None))
         metrics.USERS_ERASED.inc()
 
     async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:

@@ -1,9 +1,10 @@
 """The worker's read API: a user's latest list over HTTP, health and readiness, and its OpenAPI description.
 
-Lists are served from the lists table (RocksDB, restored from the recommendations topic), so a
-read costs no ranking. A user's list lives on the worker that owns their partition; a request
-that reaches another worker is forwarded there (Faust's assignor tells every worker who owns
-what), so clients can call any worker, for instance through one load balancer.
+Lists are served from the worker's list cache (streams/list_cache.py: the recommendations topic
+read back for the partitions the worker owns), so a read costs no ranking. A user's list lives on
+the worker that owns their partition; a request that reaches another worker is forwarded there
+(Faust's assignor tells every worker who owns what), so clients can call any worker, for instance
+through one load balancer.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
 from schemas.records import json_schema
-from streams.topics import partition_for
-from streams.table_writes import table_db
+from streams.list_cache import ListCache, Lookup
 
 SERVED_BY = "Recstream-Served-By"
 FORWARD_TIMEOUT_S = 5.0
 
 
-def add_read_api(app: AppT, lists: TableT, is_ready: Callable[[], bool], worker_id: str, partitions: int) -> None:
+def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str) -> None:
+    """`routing_table`: any table partitioned like the events topic; Faust's router finds a key's
+    owner by a table's name."""
     @app.page("/recommendations/{user_id}")
     async def recommendations(view: View, request: Request, user_id: str) -> Response:
         """The user's latest published list, with reasons (404 until they have one)."""
         if not is_ready():
-            return view.error(503, "this worker is still restoring its tables or loading the catalog; retry shortly")
+            return view.error(503, "this worker is still restoring its state or loading the catalog; retry shortly")
         try:
-            owner = app.router.key_store(lists.name, user_id.encode())
+            owner = app.router.key_store(routing_table.name, user_id.encode())
         except KeyError:
             return view.error(503, "partition owners are not known yet (the group is rebalancing); retry shortly")
         try:
@@ -43,11 +45,14 @@ def add_read_api(app: AppT, lists: TableT, is_ready: Callable[[], bool], worker_
             pass
         except WebError as exc:
             return view.error(exc.code, exc.detail)
-        value = table_db(lists, partition_for(user_id, partitions)).get(user_id.encode())
-        if value is None:
+        found, value = lists.lookup(user_id)
+        if found is Lookup.FOUND:
+            return view.bytes(value, content_type="application/json", headers={SERVED_BY: worker_id})
+        if found is Lookup.ABSENT:
             return view.error(404, f"no recommendations for user {user_id!r} yet: they have no applied events "
                                    "(or were erased)", user_id=user_id)
-        return view.bytes(value, content_type="application/json", headers={SERVED_BY: worker_id})
+        return view.error(503, "this worker is still reading the lists of a partition it just took over; "
+                               "retry shortly", user_id=user_id)
 
     @app.page("/healthz")
     async def healthz(view: View, request: Request) -> Response:
@@ -56,10 +61,10 @@ def add_read_api(app: AppT, lists: TableT, is_ready: Callable[[], bool], worker_
 
     @app.page("/readyz")
     async def readyz(view: View, request: Request) -> Response:
-        """Ready once the tables are restored from their changelogs and the item index is loaded."""
+        """Ready once the state is restored, the item index loaded and the owned partitions' lists read."""
         if is_ready():
             return view.json({"status": "ready", "worker": worker_id})
-        return view.error(503, "not ready: restoring tables or loading the catalog", worker=worker_id)
+        return view.error(503, "not ready: restoring state, loading the catalog or reading lists", worker=worker_id)
 
     @app.page("/openapi.json")
     async def openapi(view: View, request: Request) -> Response:
@@ -104,11 +109,11 @@ def openapi_document() -> dict[str, Any]:
                     "200": answer("The list last published for the user", {"$ref": "#/components/schemas/Recommendation"}),
                     "404": answer("The user has no list (no applied events, or erased)", {"$ref": "#/components/schemas/Error"}),
                     "502": answer("The worker owning the user's partition did not answer", {"$ref": "#/components/schemas/Error"}),
-                    "503": answer("Not ready, or the group is rebalancing: retry", {"$ref": "#/components/schemas/Error"}),
+                    "503": answer("Not ready, rebalancing, or the partition just taken over: retry", {"$ref": "#/components/schemas/Error"}),
                 },
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": answer("Up", status)}}},
-            "/readyz": {"get": {"summary": "Readiness: tables restored and catalog loaded", "responses": {
+            "/readyz": {"get": {"summary": "Readiness: state restored, catalog loaded, lists read", "responses": {
                 "200": answer("Ready", status), "503": answer("Not ready yet", {"$ref": "#/components/schemas/Error"})}}},
             "/openapi.json": {"get": {"summary": "This description", "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})}}},
         },

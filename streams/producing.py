@@ -24,6 +24,17 @@ class DeliveryError(RuntimeError):
     """Kafka did not accept some messages; the message says how many and the first error."""
 
 
+def produce_when_room(producer: Producer, topic: str, key: bytes, value: bytes | None, **kwargs: object) -> None:
+    """`producer.produce`, waiting while librdkafka's local queue is full: serving delivery reports
+    is what makes room, so a burst slows the caller down instead of failing it."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.01)
+
+
 def make_producer(settings: Settings, **overrides: str | int) -> Producer:
     conf: dict[str, str | int] = {
         **settings.confluent_config(),
@@ -56,12 +67,7 @@ class Publisher:
             self.first_error = self.first_error or err
 
     def send(self, topic: str, key: str, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=self._on_delivery)
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self.producer.poll(0.05)
+        produce_when_room(self.producer, topic, key.encode(), value, on_delivery=self._on_delivery)
         self.producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:

@@ -53,9 +53,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="Most events handled per batch")
     batch_wait_ms: int = Field(10, ge=0, description="How long a batch waits to fill, in ms")
     rocksdb_write_buffer_mb: int = Field(
-        16, ge=1, description="RocksDB memtable size per users-table partition (two may be in memory at once)"
+        16, ge=1, description="RocksDB memtable size per users-table partition and for the list cache (two may be in memory at once)"
     )
-    rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB read cache per users-table partition")
+    rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB read cache per users-table partition and for the list cache")
     index_save_interval_s: float = Field(5.0, gt=0, description="How often a changed item index is saved to disk")
     covis_save_interval_s: float = Field(
         60.0, gt=0, description="How often the co-visitation store is saved to disk (a restart re-reads what came after)"
@@ -102,8 +102,9 @@ class Settings(BaseSettings):
         )
 
     def rocksdb_memory_mb(self, partitions: int) -> int:
-        """The RocksDB memory ceiling of a worker's two tables (users, lists) when it owns `partitions` partitions."""
-        return 2 * partitions * (2 * self.rocksdb_write_buffer_mb + self.rocksdb_block_cache_mb)
+        """The RocksDB memory ceiling of a worker owning `partitions` partitions: one users database per
+        partition, plus the list cache's one."""
+        return (partitions + 1) * (2 * self.rocksdb_write_buffer_mb + self.rocksdb_block_cache_mb)
 
     @property
     def limits(self) -> Limits:

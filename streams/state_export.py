@@ -18,7 +18,6 @@ from streams.settings import Settings
 from streams.watching import scan_to_end
 
 USERS_TABLE = "users"
-LISTS_TABLE = "lists"
 
 
 def changelog_topic(settings: Settings) -> str:

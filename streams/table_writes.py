@@ -1,7 +1,6 @@
 """Batch reads and writes of a Faust table: RocksDB multi-get and write batches, changelog by librdkafka.
 
-Used for the users table (state) and the lists table (the latest list per user, whose changelog is
-the recommendations topic itself). The table stays a Faust table: Faust still owns its partitions, recovers them from the changelog
+Used for the users table (state). The table stays a Faust table: Faust still owns its partitions, recovers them from the changelog
 on assignment and keeps standbys. Only the per-key path is replaced, because Faust's `table[key] =`
 writes one key and sends one changelog message at a time. This writes the same bytes to the same
 per-partition RocksDB and the same changelog partition, and records the persisted changelog offset
@@ -30,13 +29,10 @@ def table_db(table: TableT, partition: int) -> Any:
 
 
 class BatchedTable:
-    def __init__(
-        self, table: TableT, output: BatchOutput, changelog_topic: str, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
+    def __init__(self, table: TableT, output: BatchOutput, changelog_topic: str) -> None:
         self._table = table
         self._output = output
         self._changelog = changelog_topic
-        self._headers = headers
         self._pending: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
         self._delivered: dict[int, int] = {}
 
@@ -75,7 +71,7 @@ class BatchedTable:
         """The changelog records of writes, to the output producer (durable once it is flushed)."""
         for partition, key, value in written:
             self._output.produce(
-                self._changelog, key, value, partition, on_delivered=self._record_offset, headers=self._headers
+                self._changelog, key, value, partition, on_delivered=self._record_offset
             )
 
     def _record_offset(self, msg: Message) -> None:

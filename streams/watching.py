@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-from streams.topics import WORKER_HEADER
+from streams.topics import WORKER_HEADER, partition_for
 from streams.settings import Settings
 
 
@@ -45,11 +45,15 @@ def consumer_for(settings: Settings) -> Consumer:
     )
 
 
-def _assign_all(consumer: Consumer, topic: str, start: int) -> None:
+def assign_topic(consumer: Consumer, topic: str, start: int, user_id: str | None = None) -> None:
+    """Every partition of `topic` from `start`, or only the one `user_id` is keyed to."""
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     if meta.error is not None:
         raise LookupError(f"topic {topic} is not available ({meta.error}): has a worker run against this broker with these settings?")
-    consumer.assign([TopicPartition(topic, p, start) for p in meta.partitions])
+    partitions = sorted(meta.partitions)
+    if user_id is not None:
+        partitions = [partition_for(user_id, len(partitions))]
+    consumer.assign([TopicPartition(topic, p, start) for p in partitions])
 
 
 def _decode(msg: Any) -> Seen | None:
@@ -65,7 +69,7 @@ class RecommendationWatcher:
 
     def __init__(self, settings: Settings, from_beginning: bool = False) -> None:
         self._consumer = consumer_for(settings)
-        _assign_all(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
+        assign_topic(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
         self.seen: list[Seen] = []
         self.latest: dict[str, Seen] = {}
         # user -> when their tombstone (an erase) arrived, epoch s.
@@ -152,7 +156,7 @@ def read_topic(settings: Settings, topic: str, count: int, timeout: float = 10.0
     """Up to `count` messages from the start of `topic` (all partitions, no consumer group: no join wait)."""
     consumer = consumer_for(settings)
     try:
-        _assign_all(consumer, topic, OFFSET_BEGINNING)
+        assign_topic(consumer, topic, OFFSET_BEGINNING)
         out: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(out) < count and time.monotonic() < deadline:
@@ -172,7 +176,7 @@ def scan_to_end(settings: Settings, topic: str, timeout: float = 30.0, idle: flo
     """
     consumer = consumer_for(settings)
     try:
-        _assign_all(consumer, topic, OFFSET_BEGINNING)
+        assign_topic(consumer, topic, OFFSET_BEGINNING)
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in consumer.assignment()}
         reached = {p: 0 for p in ends}
         deadline = time.monotonic() + timeout

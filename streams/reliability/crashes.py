@@ -67,10 +67,8 @@ def run_crash_replay(
 
 
 def _reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, str]) -> dict[str, dict]:
-    # Its own consumer group, changelog and lists: a new group whose lists table has another worker's
-    # lists to restore can miss events Faust fetches during that restore (see the README's known issues).
-    ref_env = {**stack.extra_env, "RECSTREAM_APP_ID": stack.extra_env["RECSTREAM_APP_ID"] + "-ref",
-               "RECSTREAM_TOPIC_RECOMMENDATIONS": stack.extra_env["RECSTREAM_TOPIC_RECOMMENDATIONS"] + "-ref"}
+    # A new consumer group (with its own changelog) over the same backlog, recommendations topic included.
+    ref_env = {**stack.extra_env, "RECSTREAM_APP_ID": stack.extra_env["RECSTREAM_APP_ID"] + "-ref"}
     ref_stack = LocalStack(stack.root / "ref", bootstrap=stack.bootstrap, extra_env=ref_env)
     ref_worker: WorkerProcess = ref_stack.add_worker("reference")
     try:
