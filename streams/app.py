@@ -92,6 +92,17 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     covis = CoVisitation(settings.core)
     app.add_dependency(CoVisitService(settings, covis, loop=app.loop, beacon=app.beacon))
 
+    def owned_partitions() -> set[int]:
+        try:
+            assignment = app.consumer.assignment()
+        except ConsumerNotStarted:
+            return set()
+        return {tp.partition for tp in assignment if tp.topic == events_topic.get_topic_name()}
+
+    # The latest list of each owned user, for the read API.
+    lists = ListCache(settings, partitions, owned_partitions, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(lists)
+
     processor: EventsProcessor | None = None
 
     def get_processor() -> EventsProcessor:
@@ -105,6 +116,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
                 recommendations_topic=settings.topic_recommendations,
                 # Every list says which worker made it: the owner of the user's partition at the time.
                 list_headers=[(WORKER_HEADER, settings.worker_id.encode())],
+                write_lists=lists.write,
                 output=output,
                 events_topic=events_topic,
                 covisits_topic=settings.topic_covisits,
@@ -123,17 +135,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         gate_commits(app.consumer, events.drain)
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
             await events.process(batch)
-
-    def owned_partitions() -> set[int]:
-        try:
-            assignment = app.consumer.assignment()
-        except ConsumerNotStarted:
-            return set()
-        return {tp.partition for tp in assignment if tp.topic == events_topic.get_topic_name()}
-
-    # The latest list of each owned user, for the read API.
-    lists = ListCache(settings, partitions, owned_partitions, loop=app.loop, beacon=app.beacon)
-    app.add_dependency(lists)
 
     def is_ready() -> bool:
         return app.tables.recovery.completed.is_set() and catalog.loaded.is_set() and lists.caught_up()

@@ -39,6 +39,7 @@ class EventsProcessor:
         users: BatchedTable,
         recommendations_topic: str,
         list_headers: list[tuple[str, bytes]],
+        write_lists: Callable[[list[Written]], None],
         output: BatchOutput,
         events_topic: TopicT,
         covisits_topic: str,
@@ -51,6 +52,8 @@ class EventsProcessor:
         self.users = users
         self.recommendations_topic = recommendations_topic
         self.list_headers = list_headers
+        # The read API's copy (streams/list_cache.py).
+        self.write_lists = write_lists
         # This batch's lists (None: an erased user's tombstone), sent with its state in its stage.
         self._lists: list[Written] = []
         self.output = output
@@ -117,6 +120,7 @@ class EventsProcessor:
         self.users.send_changelog(states)
         for partition, key, value in lists:
             self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
+        self.write_lists(lists)
         # Latency and freshness count from the moment a list is handed to the producer.
         now = time.time()
         for ts in produced_at:

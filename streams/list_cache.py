@@ -1,12 +1,16 @@
-"""The latest list of each user this worker owns, read back from the recommendations topic.
+"""The latest list of each user this worker owns, for the read API.
 
-The read API answers from here. It is a plain consumer of the (compacted) recommendations topic,
-outside the consumer group and outside Faust's tables: it follows the partitions the worker owns
-in the events topic (lists are keyed and partitioned like events) and, on taking one over, reads
-it from the start before serving it. A Faust table with the recommendations topic as changelog
-did the same job, but its restore ran inside Faust's rebalance, and a worker of a new consumer
-group that restored a populated topic there lost events it had fetched meanwhile. This reader
-shares nothing with the event path but the broker.
+The events agent writes each list here as it publishes it. A partition the worker takes over
+(or owns at start) is first read from the start of the (compacted) recommendations topic, which
+holds the previous owner's lists; until then the read API answers "catching up" for its users.
+That catch-up skips users the agent has written since the partition arrived: the agent's list is
+newer than anything the topic held before. Once caught up, a partition is not read any more, so
+in steady state the cache costs one local RocksDB write per batch and nothing on the broker.
+
+Why not a Faust table with the recommendations topic as its changelog (the first design): its
+restore ran inside Faust's rebalance, and a worker of a new consumer group restoring a populated
+topic there lost events it had fetched meanwhile. This reader shares nothing with the event path
+but the broker.
 
 Everything runs on the worker's event loop; the store is a RocksDB of its own under the worker's
 folder, emptied at start (the topic is the source of truth).
@@ -17,7 +21,8 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
@@ -31,7 +36,7 @@ from streams.topics import partition_for
 
 log = logging.getLogger(__name__)
 
-# How long a fetch may wait for new lists: the read API is at most about this much behind the topic.
+# A catch-up fetch waits at most this long for records.
 FETCH_WAIT_MS = 50
 _READ_BATCH = 2000
 
@@ -58,6 +63,8 @@ class ListCache(Service):
         self._db: Rdict | None = None
         self._assigned: set[int] = set()
         self._ends: dict[int, int] = {}  # partitions still catching up -> the end they must reach
+        # Keys the agent wrote to a partition not yet caught up: catch-up leaves them alone.
+        self._fresh: dict[int, set[bytes]] = defaultdict(set)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
@@ -82,7 +89,22 @@ class ListCache(Service):
             self._db.close()
             self._db = None
 
-    # -- reads (the read API) -------------------------------------------------------------
+    # -- the agent's side --------------------------------------------------------------------
+    def write(self, lists: Iterable[tuple[int, bytes, bytes | None]]) -> None:
+        """Lists as the agent publishes them, (partition, user id, list); None erases the user's."""
+        if self._db is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for partition, key, value in lists:
+            if partition not in self._assigned or partition in self._ends:
+                self._fresh[partition].add(key)
+            if value is None:
+                batch.delete(_prefix(partition) + key)
+            else:
+                batch.put(_prefix(partition) + key, value)
+        self._db.write(batch)
+
+    # -- the read API's side -----------------------------------------------------------------
     def lookup(self, user_id: str) -> tuple[Lookup, bytes | None]:
         partition = partition_for(user_id, self.partitions)
         if partition not in self._assigned or self._db is None:
@@ -96,9 +118,9 @@ class ListCache(Service):
         """Every partition the worker owns has been read to where it ended when it was taken over."""
         return self._assigned == self._owned() and not self._ends
 
-    # -- following the topic ---------------------------------------------------------------
+    # -- catching up from the topic ----------------------------------------------------------
     @Service.task
-    async def _follow(self) -> None:
+    async def _catch_up(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=None,
@@ -114,7 +136,7 @@ class ListCache(Service):
             owned = self._owned()
             if owned != self._assigned:
                 await self._reassign(consumer, owned)
-            if not self._assigned:
+            if not self._ends:
                 await self.sleep(0.2)
                 continue
             batches = await consumer.getmany(timeout_ms=200, max_records=_READ_BATCH)
@@ -122,40 +144,33 @@ class ListCache(Service):
             await self._check_caught_up(consumer)
 
     async def _reassign(self, consumer: AIOKafkaConsumer, owned: set[int]) -> None:
-        """Drop the lists of partitions no longer owned; read new ones from the start; keep the
-        position of the rest (aiokafka's `assign` forgets positions)."""
+        """Drop the lists of partitions no longer owned; read new ones, and any not yet caught up,
+        from the start (re-reading is harmless: the topic is in order and fresh keys are skipped)."""
         topic = self.settings.topic_recommendations
-        kept = self._assigned & owned
-        positions = {p: await consumer.position(TopicPartition(topic, p)) for p in kept if p not in self._ends}
         for p in self._assigned - owned:
-            self._drop(p)
-        consumer.assign([TopicPartition(topic, p) for p in sorted(owned)])
-        added = [TopicPartition(topic, p) for p in sorted(owned - set(positions))]
-        for p, offset in positions.items():
-            consumer.seek(TopicPartition(topic, p), offset)
-        if added:
-            await consumer.seek_to_beginning(*added)
-            ends = await consumer.end_offsets(added)
-            for tp in added:
-                self._drop(tp.partition)  # a partition caught up only partly before is read again whole
-                self._ends[tp.partition] = ends[tp]
+            assert self._db is not None
+            self._db.delete_range(_prefix(p), _prefix(p + 1))
+            self._ends.pop(p, None)
+            self._fresh.pop(p, None)
+        reading = sorted((owned - self._assigned) | (owned & set(self._ends)))
+        tps = [TopicPartition(topic, p) for p in reading]
+        consumer.assign(tps)
+        if tps:
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            self._ends.update({tp.partition: ends[tp] for tp in tps})
         self._assigned = set(owned)
-        log.info("lists followed", extra={"partitions": sorted(owned), "reading_from_start": [tp.partition for tp in added]})
-
-    def _drop(self, partition: int) -> None:
-        assert self._db is not None
-        self._db.delete_range(_prefix(partition), _prefix(partition + 1))
-        self._ends.pop(partition, None)
+        log.info("list cache partitions", extra={"partitions": sorted(owned), "reading_from_start": reading})
 
     def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
         assert self._db is not None
         batch = WriteBatch(raw_mode=True)
         for tp, records in batches.items():
-            if tp.partition not in self._assigned:
+            if tp.partition not in self._ends:
                 continue
-            prefix = _prefix(tp.partition)
+            prefix, fresh = _prefix(tp.partition), self._fresh[tp.partition]
             for record in records:
-                if record.key is None:
+                if record.key is None or record.key in fresh:
                     continue
                 if record.value is None:  # a tombstone: the user was erased
                     batch.delete(prefix + record.key)
@@ -168,6 +183,9 @@ class ListCache(Service):
         reports the end as the start of its last batch still serves that batch whole, so reaching
         the reported end means holding all of it.)"""
         topic = self.settings.topic_recommendations
-        for p, end in list(self._ends.items()):
-            if await consumer.position(TopicPartition(topic, p)) >= end:
-                del self._ends[p]
+        done = [p for p, end in self._ends.items() if await consumer.position(TopicPartition(topic, p)) >= end]
+        for p in done:
+            del self._ends[p]
+            self._fresh.pop(p, None)
+        if done:
+            consumer.pause(*(TopicPartition(topic, p) for p in done))

@@ -1,4 +1,4 @@
-"""The list cache follows the recommendations topic for exactly the partitions the worker owns."""
+"""The list cache serves the agent's lists at once and reads a partition it takes over from the topic first."""
 
 from __future__ import annotations
 
@@ -75,14 +75,16 @@ def test_the_cache_serves_owned_partitions_only_and_only_once_read_whole(stack: 
             assert cache.lookup(a1) == (Lookup.FOUND, b'{"v":"1"}')
             assert cache.lookup(a2) == (Lookup.NOT_OWNED, None)
 
-            publish(settings, {a1: b'{"v":"1b"}'})  # followed after catching up
-            await until(cache, lambda: cache.lookup(a1)[1] == b'{"v":"1b"}')
+            cache.write([(1, a1.encode(), b'{"v":"1b"}')])  # the agent's lists are served at once
+            assert cache.lookup(a1) == (Lookup.FOUND, b'{"v":"1b"}')
 
             owned.clear()
-            owned.update({1, 2})  # partition 0 moves away, 2 arrives, 1 stays where it was read to
+            owned.update({1, 2})  # partition 0 moves away, 2 arrives, 1 stays
+            # The agent writes a2's list before partition 2 is read: newer than the topic's, so it stays.
+            cache.write([(2, a2.encode(), b'{"v":"local"}')])
             await until(cache, lambda: cache.caught_up() and cache.lookup(a0)[0] is Lookup.NOT_OWNED,
-                        never_stale(a2, b'{"v":"2"}'))
-            assert cache.lookup(a2) == (Lookup.FOUND, b'{"v":"2"}')
+                        never_stale(a2, b'{"v":"local"}'))
+            assert cache.lookup(a2) == (Lookup.FOUND, b'{"v":"local"}')
             assert cache.lookup(a1) == (Lookup.FOUND, b'{"v":"1b"}')
 
             publish(settings, {b0: b'{"v":"b2"}'})

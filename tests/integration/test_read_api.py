@@ -1,4 +1,4 @@
-"""The read API: any worker answers for any user, from the lists table, with the list subscribers saw."""
+"""The read API: any worker answers for any user, from its list cache, with the list subscribers saw."""
 
 from __future__ import annotations
 
