@@ -135,10 +135,20 @@ def markdown(r: dict[str, Any], command: str) -> str:
 @click.option("--quick", is_flag=True, help="Smaller versions of every scenario (a few minutes).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write all figures here.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None, help="Update this Markdown file.")
-def reliability_command(quick: bool, json_out: Path | None, write_to: Path | None) -> None:
+@click.option("--keep", "keep_dir", type=click.Path(path_type=Path), default=None,
+              help="Run in this folder and keep it (broker and worker logs, exports), to look into a finding.")
+def reliability_command(quick: bool, json_out: Path | None, write_to: Path | None, keep_dir: Path | None) -> None:
     """Kill workers, freeze the broker, send hostile input, overload, erase and scale out; count what was lost."""
     plan = QUICK if quick else FULL
-    with tempfile.TemporaryDirectory(prefix="recstream-reliability-") as tmp:
-        result = run_all(plan, Path(tmp), lambda msg: click.echo(f"… {msg}", err=True))
+
+    def progress(msg: str) -> None:
+        click.echo(f"… {msg}", err=True)
+
+    if keep_dir is not None:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        result = run_all(plan, keep_dir, progress)
+    else:
+        with tempfile.TemporaryDirectory(prefix="recstream-reliability-") as tmp:
+            result = run_all(plan, Path(tmp), progress)
     body = markdown(result, "recstream reliability " + " ".join(sys.argv[2:]))
     publish_report(result, body, json_out, write_to, name="reliability", heading="Reliability (issue 4)", title="Reliability")
