@@ -4,8 +4,9 @@ When a worker is assigned partitions, Faust recovers its tables and, while it do
 fetch events; it then drops those buffered events and seeks every partition to its committed
 offset. aiokafka's `seek_to_committed` only seeks when the committed offset is above 0, so a
 partition nobody has committed yet (a new consumer group reading a backlog) stays wherever the
-early fetch left it, and the events fetched and dropped there are never read: the first events
-of a partition were lost exactly this way whenever table recovery had data to read. Seeking such
+early fetch left it, and the events fetched and dropped there are never read. (This was one
+suspect when a new group restoring a populated table lost events; it did not remove that loss on
+its own, see the README's known issues, but its semantics are right either way.) Seeking such
 partitions to their beginning is what `consumer_auto_offset_reset="earliest"` promises anyway;
 events read twice are recognised by their offsets in the users' state.
 """

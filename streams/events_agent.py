@@ -54,8 +54,6 @@ class EventsProcessor:
         self.list_headers = list_headers
         # The read API's copy (streams/list_cache.py).
         self.write_lists = write_lists
-        # This batch's lists (None: an erased user's tombstone), sent with its state in its stage.
-        self._lists: list[Written] = []
         self.output = output
         self.events_topic = events_topic
         self.covisits_topic = covisits_topic
@@ -77,11 +75,14 @@ class EventsProcessor:
                 self._produce_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
             for user_id, state in result.states.items():
                 self.users.put(partition_of[user_id], user_id.encode(), encode_state(state))
+            # This batch's lists; None is an erased user's tombstone on the compacted topic.
+            lists: list[Written] = []
             for user_id in result.erased:
                 self._erase(user_id, partition_of[user_id])
+                lists.append((partition_of[user_id], user_id.encode(), None))
             for user_id, items in result.recommendations.items():
                 value = recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
-                self._lists.append((partition_of[user_id], user_id.encode(), value))
+                lists.append((partition_of[user_id], user_id.encode(), value))
             applied = {id(e) for e in result.applied}
             produced_at = []
             for pos, fe in zip(positioned, origins):
@@ -89,7 +90,6 @@ class EventsProcessor:
                     metrics.EVENTS_IN.labels(pos.event.type.value).inc()
                     if fe.message.timestamp and pos.event.type is not EventType.ERASE:
                         produced_at.append(fe.message.timestamp)
-            lists, self._lists = self._lists, []
             await self._stage(self.users.write_local(), lists, produced_at)
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
@@ -150,10 +150,9 @@ class EventsProcessor:
         metrics.COVISITS_PUBLISHED.inc(len(result.visits))
 
     def _erase(self, user_id: str, partition: int) -> None:
-        """Forget a user: the table row (a changelog tombstone, so recovery cannot bring it back); their
-        list gets a tombstone on the compacted recommendations topic."""
+        """Forget a user's state: the table row goes (a changelog tombstone, so recovery cannot bring
+        it back). `process` also sends a tombstone for their list."""
         self.users.put(partition, user_id.encode(), None)
-        self._lists.append((partition, user_id.encode(), None))
         metrics.USERS_ERASED.inc()
 
     async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:

@@ -16,6 +16,19 @@ from streams.kafka_security import aiokafka_options
 from streams.settings import Settings
 
 
+def reader_consumer(settings: Settings, purpose: str, **overrides: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer outside the consumer group, that assigns itself partitions and commits nothing."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
+        **aiokafka_options(settings),
+        **overrides,
+    )
+
+
 async def open_full_reader(
     settings: Settings,
     topic: str,
@@ -28,14 +41,7 @@ async def open_full_reader(
 
     Returns the end offsets at start, so the caller can tell when it has caught up.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
-        **aiokafka_options(settings),
-    )
+    consumer = reader_consumer(settings, purpose)
     await consumer.start()
     partitions = consumer.partitions_for_topic(topic) or set()
     while not partitions and not stopping():

@@ -1,7 +1,8 @@
 """The worker's read API: a user's latest list over HTTP, health and readiness, and its OpenAPI description.
 
-Lists are served from the worker's list cache (streams/list_cache.py: the recommendations topic
-read back for the partitions the worker owns), so a read costs no ranking. A user's list lives on
+Lists are served from the worker's list cache (streams/list_cache.py: written as lists are
+published, and filled from the recommendations topic for a partition taken over), so a read
+costs no ranking. A user's list lives on
 the worker that owns their partition; a request that reaches another worker is forwarded there
 (Faust's assignor tells every worker who owns what), so clients can call any worker, for instance
 through one load balancer.

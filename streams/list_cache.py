@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from streams.kafka_security import aiokafka_options
+from streams.full_reader import reader_consumer
 from streams.settings import Settings
 from streams.topics import partition_for
 
@@ -121,15 +121,7 @@ class ListCache(Service):
     # -- catching up from the topic ----------------------------------------------------------
     @Service.task
     async def _catch_up(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-            client_id=f"{self.settings.app_id}-lists-{self.settings.worker_id}",
-            **aiokafka_options(self.settings),
-        )
+        consumer = reader_consumer(self.settings, "lists", fetch_max_wait_ms=FETCH_WAIT_MS)
         self._consumer = consumer
         await consumer.start()
         while not self.should_stop:
