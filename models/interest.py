@@ -6,7 +6,9 @@ offline evaluation call it, so there is exactly one implementation of how a user
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -42,11 +44,47 @@ class UserState:
     query_vec: np.ndarray | None = None
     # The newest event was a search: the list should follow the query, not the history.
     searching: bool = False
+    # Sum (mod 2**64) of a 64-bit hash of every applied event id: with `events_applied` it proves
+    # *which* events were applied, so a lost and a doubled event of one user cannot cancel out.
+    applied_digest: int = 0
+    # For events re-sent from the partition they arrived on to the user's (re-keyed): per source
+    # partition, the highest source offset applied. A crash can make the re-send happen twice, at
+    # two offsets of the user's partition; the second copy names a source offset already seen.
+    rekeyed: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def empty(cls, dim: int) -> UserState:
         zeros = np.zeros(dim, dtype=np.float32)
         return cls(long=zeros, short=zeros.copy())
+
+
+_DIGEST_MOD = 2**64
+
+
+def event_digest(event_id: str) -> int:
+    """A stable 64-bit hash of an event id (the same on every worker and in every check)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def digest_of(event_ids: Iterable[str]) -> int:
+    """What `UserState.applied_digest` reads after exactly these events were applied, once each."""
+    return sum(map(event_digest, event_ids)) % _DIGEST_MOD
+
+
+def seen_origin(state: UserState, origin: tuple[int, int] | None) -> bool:
+    """True when a re-keyed event's source position was already applied to this state."""
+    if origin is None:
+        return False
+    partition, offset = origin
+    return any(p == partition and offset <= o for p, o in state.rekeyed)
+
+
+def _with_origin(rekeyed: tuple[tuple[int, int], ...], origin: tuple[int, int] | None) -> tuple[tuple[int, int], ...]:
+    if origin is None:
+        return rekeyed
+    kept = {p: o for p, o in rekeyed}
+    kept[origin[0]] = max(kept.get(origin[0], -1), origin[1])
+    return tuple(sorted(kept.items()))
 
 
 def decay(half_life_s: float, dt_ms: int) -> float:
@@ -63,8 +101,11 @@ def apply_event(
     item_vec: np.ndarray | None = None,
     query_vec: np.ndarray | None = None,
     offset: int = -1,
+    origin: tuple[int, int] | None = None,
 ) -> UserState:
     """Fold one event into the state.
+
+    `origin` is (partition, offset) where a re-keyed event first arrived (None for the rest).
 
     `item_vec` is None for an unknown (or not yet indexed) item: the event still counts and still
     excludes, it just cannot move the vectors.
@@ -105,6 +146,8 @@ def apply_event(
         last_query=last_query,
         query_vec=q_vec,
         searching=event.type is EventType.SEARCH and query_vec is not None,
+        applied_digest=(state.applied_digest + event_digest(event.event_id)) % _DIGEST_MOD,
+        rekeyed=_with_origin(state.rekeyed, origin),
     )
 
 

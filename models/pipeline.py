@@ -13,7 +13,7 @@ import numpy as np
 
 from models.encoder import Encoder
 from models.index import ItemIndex
-from models.interest import UserState, apply_event
+from models.interest import UserState, apply_event, seen_origin
 from models.params import CoreParams
 from models.covisitation import CoVisit, CoVisitation, visit_for
 from models.ranking import Scored, recommend_many
@@ -26,6 +26,8 @@ class Positioned:
 
     event: Event
     offset: int = -1
+    # (partition, offset) where a re-keyed event first arrived; None when it arrived keyed by its user.
+    origin: tuple[int, int] | None = None
 
 
 @dataclass
@@ -97,7 +99,8 @@ class Recommender:
                 out.visits.append(visit)
                 out.visit_events.append(ev)
             current[ev.user_id] = apply_event(
-                state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset
+                state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset,
+                origin=pos.origin,
             )
             out.triggers[ev.user_id] = ev
             out.applied.append(ev)
@@ -123,7 +126,13 @@ class Recommender:
 
 
 def is_redelivery(state: UserState, pos: Positioned) -> bool:
-    """A user's events all live in one partition, so an offset at or below the last applied one was seen."""
+    """A user's events all live in one partition, so an offset at or below the last applied one was seen.
+
+    A re-keyed event is also seen when its source position is (`UserState.rekeyed`): a crash between
+    its re-send and the source's commit re-sends it, and the copy gets a new offset here.
+    """
     if pos.offset >= 0 and pos.offset <= state.last_offset:
+        return True
+    if seen_origin(state, pos.origin):
         return True
     return state.events_applied > 0 and pos.event.event_id == state.last_event_id

@@ -36,7 +36,10 @@ def encode_state(state: UserState) -> bytes:
         "last_query": state.last_query,
         "has_query_vec": state.query_vec is not None,
         "searching": state.searching,
+        "digest": format(state.applied_digest, "x"),
     }
+    if state.rekeyed:
+        header["rekeyed"] = [list(pair) for pair in state.rekeyed]
     vectors = [state.long, state.short] + ([state.query_vec] if state.query_vec is not None else [])
     halves = [to_half(v) for v in vectors]
     header["exponents"] = [e for _, e in halves]
@@ -75,6 +78,8 @@ def decode_state(data: bytes) -> UserState:
             last_query=header["last_query"],
             query_vec=vecs[2].copy() if n_vecs == 3 else None,
             searching=bool(header.get("searching", False)),
+            applied_digest=int(header.get("digest", "0"), 16),
+            rekeyed=tuple((int(p), int(o)) for p, o in header.get("rekeyed", ())),
         )
     except (KeyError, ValueError, TypeError, OverflowError, RecursionError, struct.error) as exc:
         if isinstance(exc, StateDecodeError):

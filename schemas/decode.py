@@ -23,6 +23,11 @@ SCHEMA = "schema_violation"
 QUERY_TOO_LONG = "query_too_long"
 TS_OUT_OF_RANGE = "ts_out_of_range"
 WRONG_PARTITION_KEY = "key_mismatch"
+# Not decoding failures of a message, but of the worker with one: a user's stored state that does
+# not decode (its bytes are quarantined, the user starts afresh), and a valid event that the
+# pipeline failed on every time while the rest of its batch went through.
+STATE_UNREADABLE = "state_unreadable"
+PROCESSING_FAILED = "processing_failed"
 
 
 class InvalidMessage(ValueError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 from faust.exceptions import ConsumerNotStarted
+from mode import CrashingSupervisor
 
 from models.pipeline import Recommender
 from models.covisitation import CoVisitation
@@ -12,7 +15,7 @@ from streams.catalog_service import CatalogService
 from streams.covisit_service import CoVisitService
 from streams.events_agent import EventsProcessor
 from streams.changelog_end import verify_changelog_ends
-from streams.commit_gate import gate_commits
+from streams.commit_gate import gate_commits, stop_worker
 from streams.committed_seek import seek_uncommitted_to_start
 from streams.faust_fetch import set_fetch_max_wait
 from streams.kafka_security import faust_credentials
@@ -79,13 +82,17 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         # A killed worker's partitions are reassigned after this, not after Faust's 60 s default.
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=settings.kafka_session_timeout_s / 4,
+        # With an instance id, a worker restarted after a crash rejoins as the same member.
+        consumer_group_instance_id=settings.kafka_group_instance_id,
         autodiscover=False,
         broker_credentials=faust_credentials(settings),
         # Dead letters carry the original base64-encoded: room for a ~1 MB event.
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,
     )
     events_topic = _raw_topic(app, settings.topic_events, partitions)
-    dead_letters = DeadLetters(_raw_topic(app, settings.topic_dead_letter))
+    # One librdkafka producer for everything the worker writes (see streams/batch_output.py).
+    output = BatchOutput(settings)
+    dead_letters = DeadLetters(output, settings.topic_dead_letter)
     users = _bytes_table(app, settings, USERS_TABLE, partitions)
     catalog = CatalogService(settings, dead_letters, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)
@@ -109,7 +116,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         nonlocal processor
         if processor is None:
             assert catalog.catalog is not None
-            output = BatchOutput(settings)
             processor = EventsProcessor(
                 recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
                 users=BatchedTable(users, output, changelog_topic(settings)),
@@ -118,7 +124,6 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
                 list_headers=[(WORKER_HEADER, settings.worker_id.encode())],
                 write_lists=lists.write,
                 output=output,
-                events_topic=events_topic,
                 covisits_topic=settings.topic_covisits,
                 dead_letters=dead_letters,
                 partitions=partitions,
@@ -127,14 +132,27 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
             )
         return processor
 
-    @app.agent(events_topic, name="events")
+    # An agent that raises is not restarted (Faust's default would restart it, and its
+    # `take_events` would ack the abandoned batch): the processor latches the failure, the commit
+    # gate refuses every commit from then on, and the worker exits for its supervisor to restart.
+    @app.agent(events_topic, name="events", supervisor_strategy=CrashingSupervisor)
     async def events_agent(stream: faust.StreamT) -> None:
         # Events wait until the whole catalog is in the index, so none is applied without its item.
         await catalog.loaded.wait()
         events = get_processor()
-        gate_commits(app.consumer, events.drain)
-        async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
-            await events.process(batch)
+        gate_commits(app.consumer, events, on_failure=stop_worker)
+        try:
+            async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
+                await events.process(batch)
+        except Exception as exc:
+            events.fail(exc)
+            stop_worker(exc)
+            raise
+        except asyncio.CancelledError as exc:  # the worker stops; `process` latched a batch cut short
+            if events.failed is None and not app.should_stop:
+                events.fail(exc)
+                stop_worker(exc)
+            raise
 
     def is_ready() -> bool:
         return app.tables.recovery.completed.is_set() and catalog.loaded.is_set() and lists.caught_up()

@@ -91,7 +91,7 @@ class CatalogService(WholeTopicService):
             try:
                 items.append(decode_item(rec.value, self.limits))
             except InvalidMessage as exc:
-                await self.dead_letters.send(exc, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
+                self.dead_letters.send(exc, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
         if not items:
             return
         todo = self.catalog.texts_to_embed(items)

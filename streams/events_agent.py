@@ -2,33 +2,47 @@
 
 Coalescing is the point of batching: a user with several events in one batch has their state
 read once, written once and their list published once.
+
+Failures never cost an event silently. A step that raises is retried; if it keeps failing, the
+batch is applied event by event and only the events that fail on their own are dead-lettered
+(`processing_failed`). Anything else that fails (the whole batch in the step, the state write,
+Kafka refusing output) latches `failed`: from then on no offset is committed
+(streams/commit_gate.py) and the worker stops, so a restart redelivers the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from faust.types import TP, EventT, TopicT
+from faust.types import TP, EventT
 
 from models.interest import UserState
 from models.covisitation import CoVisit
 from models.pipeline import Positioned, Recommender, StepResult
-from models.state_codec import decode_state, encode_state
-from schemas.decode import InvalidMessage, Limits, decode_event
+from models.state_codec import StateDecodeError, decode_state, encode_state
+from schemas.decode import PROCESSING_FAILED, STATE_UNREADABLE, InvalidMessage, Limits, decode_event
 from schemas.records import EventType
 from streams import metrics
 from streams.batch_output import BatchOutput
 from streams.covisit_service import encode_visits
 from streams.publishing import DeadLetters, recommendation_value
 from streams.table_writes import BatchedTable, Written
-from streams.topics import partition_for
+from streams.topics import ORIGIN_HEADER, partition_for
 
+log = logging.getLogger(__name__)
 
 # Batches whose output may be on its way to Kafka while the agent goes on (see EventsProcessor._stage).
 MAX_STAGES = 4
+# Tries of a whole batch's step before it is applied event by event (a transient fault passes).
+STEP_ATTEMPTS = 3
+
+
+class BatchFailed(RuntimeError):
+    """Every event of a batch failed on its own: the fault is the worker's, not an event's; stop."""
 
 
 class EventsProcessor:
@@ -41,7 +55,6 @@ class EventsProcessor:
         list_headers: list[tuple[str, bytes]],
         write_lists: Callable[[list[Written]], None],
         output: BatchOutput,
-        events_topic: TopicT,
         covisits_topic: str,
         dead_letters: DeadLetters,
         partitions: int,
@@ -55,7 +68,6 @@ class EventsProcessor:
         # The read API's copy (streams/list_cache.py).
         self.write_lists = write_lists
         self.output = output
-        self.events_topic = events_topic
         self.covisits_topic = covisits_topic
         self.dead_letters = dead_letters
         self.partitions = partitions
@@ -64,13 +76,40 @@ class EventsProcessor:
         # Next offset to apply per partition, for the lag gauge.
         self.positions: dict[TP, int] = {}
         self._stages: deque[asyncio.Future[None]] = deque()
+        # The first failure that stopped this processor: once set, nothing is committed again.
+        self.failed: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """Latch a failure: the commit gate refuses every later commit, so a restart redelivers.
+
+        A cancellation counts too: Faust cancels its agents when the worker stops, and then acks the
+        batch that was cut short, which its shutdown commit would otherwise cover."""
+        if self.failed is None:
+            self.failed = exc
+            for stage in self._stages:  # their errors are this one's consequences: retrieved, not raised
+                stage.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if isinstance(exc, asyncio.CancelledError):
+                log.info("stopped in the middle of a batch: its events are not committed and will be redelivered")
+                return
+            metrics.WORKER_FAILURES.labels(type(exc).__name__).inc()
+            log.error("events processing failed; no offset will be committed and the worker stops so a "
+                      "restart redelivers the batch: %s: %s", type(exc).__name__, exc)
 
     async def process(self, batch: Sequence[EventT]) -> None:
+        if self.failed is not None:
+            raise RuntimeError("the events processor failed earlier; the worker is stopping") from self.failed
+        try:
+            await self._process(batch)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    async def _process(self, batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
-        positioned, origins = await self._decode(batch)
+        positioned, origins = self._decode(batch)
         if positioned:
             partition_of = {pos.event.user_id: fe.message.partition for pos, fe in zip(positioned, origins)}
-            result = self.recommender.step(self._read_states(partition_of), positioned)
+            result = await self._step(self._read_states(partition_of), positioned, origins)
             if result.visits:
                 self._produce_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
             for user_id, state in result.states.items():
@@ -90,7 +129,7 @@ class EventsProcessor:
                     metrics.EVENTS_IN.labels(pos.event.type.value).inc()
                     if fe.message.timestamp and pos.event.type is not EventType.ERASE:
                         produced_at.append(fe.message.timestamp)
-            await self._stage(self.users.write_local(), lists, produced_at)
+            await self._stage(self.users.stage(), lists, produced_at)
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
         for fe in batch:
@@ -98,7 +137,7 @@ class EventsProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _stage(self, states: list[Written], lists: list[Written], produced_at: list[float]) -> None:
+    async def _stage(self, states: tuple[int, list[Written]], lists: list[Written], produced_at: list[float]) -> None:
         """Send a batch's changelog records and lists once its co-visits are acknowledged, without
         holding up the next batch. Stages run in batch order (each awaits the one before), so a
         key's changelog records and lists keep their order. At most MAX_STAGES are in flight:
@@ -106,10 +145,10 @@ class EventsProcessor:
         previous = self._stages[-1] if self._stages else None
         self._stages.append(asyncio.ensure_future(self._publish(previous, states, lists, produced_at)))
         while len(self._stages) > MAX_STAGES or (self._stages and self._stages[0].done()):
-            await self._stages.popleft()  # re-raises a failed stage: the worker stops, nothing is committed
+            await self._stages.popleft()  # re-raises a failed stage: `process` latches it, the worker stops
 
     async def _publish(
-        self, previous: asyncio.Future[None] | None, states: list[Written], lists: list[Written],
+        self, previous: asyncio.Future[None] | None, states: tuple[int, list[Written]], lists: list[Written],
         produced_at: list[float],
     ) -> None:
         if previous is not None:
@@ -117,7 +156,9 @@ class EventsProcessor:
         # Co-visits are acknowledged before the state is sent: after a crash, the changelog never
         # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
         await self.output.flush()
-        self.users.send_changelog(states)
+        # That flush also acknowledged the earlier batches' changelog records: now they may reach RocksDB.
+        self.users.persist_sent()
+        self.users.send_changelog(*states)
         for partition, key, value in lists:
             self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
         self.write_lists(lists)
@@ -131,11 +172,40 @@ class EventsProcessor:
             metrics.LAST_PUBLISHED.set(now)
 
     async def drain(self) -> None:
-        """Everything produced so far acknowledged by Kafka; called before Faust commits offsets."""
-        while self._stages:
-            await self._stages.popleft()
-        await self.output.flush()
+        """Everything produced so far acknowledged by Kafka; called before Faust commits offsets.
+        A failure here latches `failed` (and re-raises): the commit it guards must not happen."""
+        try:
+            while self._stages:
+                await self._stages.popleft()
+            await self.output.flush()
+        except BaseException as exc:
+            self.fail(exc)
+            raise
         self.users.mark_persisted()
+
+    async def _step(
+        self, states: dict[str, UserState | None], positioned: list[Positioned], origins: list[EventT]
+    ) -> StepResult:
+        """The core step over the batch, retried; then event by event, dead-lettering only the
+        events that fail on their own. If every event fails alone, the fault is not theirs: raise."""
+        for attempt in range(STEP_ATTEMPTS):
+            try:
+                return self.recommender.step(states, positioned)
+            except Exception as exc:
+                metrics.STEP_RETRIES.inc()
+                log.warning("step failed on a batch of %d events (try %d of %d): %s: %s",
+                            len(positioned), attempt + 1, STEP_ATTEMPTS, type(exc).__name__, exc)
+                await asyncio.sleep(0.05 * (attempt + 1))
+        result, failures = step_each(self.recommender, states, positioned)
+        if len(failures) == len(positioned):
+            raise BatchFailed(f"all {len(positioned)} events of a batch failed on their own; "
+                              f"first: {type(failures[0][1]).__name__}: {failures[0][1]}") from failures[0][1]
+        origin_of = {id(pos): fe for pos, fe in zip(positioned, origins)}
+        for pos, exc in failures:
+            msg = origin_of[id(pos)].message
+            error = InvalidMessage(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"[:500])
+            self.dead_letters.send(error, msg.key, origin_of[id(pos)].value, msg.topic, msg.partition, msg.offset)
+        return result
 
     def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
@@ -167,8 +237,11 @@ class EventsProcessor:
         for tp, end in ends.items():
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - self.positions[tp]))
 
-    async def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
-        """Valid, correctly keyed events in order, each with the Faust event it came in."""
+    def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
+        """Valid, correctly keyed events in order, each with the Faust event it came in.
+
+        Dead letters and re-sends go through the batch output, so the commit gate waits for them.
+        """
         positioned: list[Positioned] = []
         origins: list[EventT] = []
         for fe in batch:
@@ -176,21 +249,95 @@ class EventsProcessor:
             try:
                 event = decode_event(fe.value, self.limits)
             except InvalidMessage as exc:
-                await self.dead_letters.send(exc, msg.key, fe.value, msg.topic, msg.partition, msg.offset)
+                self.dead_letters.send(exc, msg.key, fe.value, msg.topic, msg.partition, msg.offset)
                 continue
-            if msg.partition != partition_for(event.user_id, self.partitions):
+            home = partition_for(event.user_id, self.partitions)
+            if msg.partition != home:
                 # Keyed by something else (or by another partitioner): re-send keyed by user, so all of a
-                # user's events meet their state in one partition. Applied when it comes back.
-                await self.events_topic.send(key=event.user_id.encode(), value=fe.value)
+                # user's events meet their state in one partition. Applied when it comes back; the
+                # origin header lets the state recognise a second re-send of it after a crash.
+                self.output.produce(msg.topic, event.user_id.encode(), fe.value, home,
+                                    headers=[(ORIGIN_HEADER, b"%d:%d" % (msg.partition, msg.offset))])
                 metrics.EVENTS_REKEYED.inc()
                 continue
-            positioned.append(Positioned(event, msg.offset))
+            positioned.append(Positioned(event, msg.offset, origin_of(msg.headers)))
             origins.append(fe)
         return positioned, origins
 
     def _read_states(self, partition_of: dict[str, int]) -> dict[str, UserState | None]:
+        """Each user's stored state (None: new). A row that does not decode is quarantined: its bytes
+        go to the dead-letter topic (`state_unreadable`) and the user starts afresh, so one bad row
+        never holds up the other users of its batch."""
         keys: dict[int, list[bytes]] = {}
         for user_id, partition in partition_of.items():
             keys.setdefault(partition, []).append(user_id.encode())
         raw = self.users.read(keys)
-        return {u: decode_state(v) if (v := raw[u.encode()]) else None for u in partition_of}
+        states: dict[str, UserState | None] = {}
+        for user_id, partition in partition_of.items():
+            key = user_id.encode()
+            value = raw[key]
+            try:
+                states[user_id] = decode_state(value) if value else None
+            except StateDecodeError as exc:
+                assert value is not None
+                error = InvalidMessage(STATE_UNREADABLE, str(exc)[:500])
+                self.dead_letters.send(error, key, value, self.users.changelog, partition, -1)
+                metrics.STATES_QUARANTINED.inc()
+                log.warning("user %r: stored state unreadable (%s); quarantined to the dead-letter topic, "
+                            "starting afresh", user_id, exc)
+                states[user_id] = None
+        return states
+
+
+def origin_of(headers: object) -> tuple[int, int] | None:
+    """(partition, offset) from a re-sent event's origin header; None if absent or malformed."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:  # type: ignore[union-attr]
+        if key == ORIGIN_HEADER and isinstance(value, bytes):
+            partition, sep, offset = value.partition(b":")
+            if sep and partition.isdigit() and offset.isdigit():
+                return int(partition), int(offset)
+    return None
+
+
+def step_each(
+    recommender: Recommender, states: Mapping[str, UserState | None], positioned: Sequence[Positioned],
+    attempts: int = STEP_ATTEMPTS,
+) -> tuple[StepResult, list[tuple[Positioned, Exception]]]:
+    """The batch's step one event at a time, each on the states the ones before left; the same
+    result as one step (the last list per user wins), minus the events that raised alone on each
+    of `attempts` tries."""
+    current: dict[str, UserState | None] = dict(states)
+    merged = StepResult()
+    failures: list[tuple[Positioned, Exception]] = []
+    error: Exception = RuntimeError("no attempt")
+    for pos in positioned:
+        r = None
+        for _ in range(attempts):
+            try:
+                r = recommender.step(current, [pos])
+                break
+            except Exception as exc:
+                error = exc
+        if r is None:
+            failures.append((pos, error))
+            continue
+        for user_id in r.erased:
+            current[user_id] = None
+            merged.states.pop(user_id, None)
+            merged.recommendations.pop(user_id, None)
+            merged.triggers.pop(user_id, None)
+            merged.erased.add(user_id)
+        for user_id, state in r.states.items():
+            current[user_id] = merged.states[user_id] = state
+            merged.erased.discard(user_id)
+        merged.recommendations.update(r.recommendations)
+        merged.triggers.update(r.triggers)
+        merged.applied += r.applied
+        merged.duplicates += r.duplicates
+        merged.visits += r.visits
+        merged.visit_events += r.visit_events
+        merged.unknown_items += r.unknown_items
+    return merged, failures

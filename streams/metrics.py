@@ -10,6 +10,16 @@ EVENTS_UNKNOWN_ITEM = Counter("recstream_events_unknown_item_total", "Events nam
 EVENTS_REKEYED = Counter(
     "recstream_events_rekeyed_total", "Events whose Kafka key/partition did not match their user, re-sent keyed by user"
 )
+STATES_QUARANTINED = Counter(
+    "recstream_states_quarantined_total",
+    "Stored user states that did not decode: their bytes dead-lettered (state_unreadable), the user started afresh",
+)
+STEP_RETRIES = Counter("recstream_step_retries_total", "Batches whose step raised and was tried again")
+WORKER_FAILURES = Counter(
+    "recstream_worker_failures_total",
+    "Failures that stopped event processing (nothing committed after them; the worker exits to be restarted)",
+    ["error"],
+)
 DEAD_LETTERED = Counter("recstream_dead_letter_total", "Messages sent to the dead-letter topic", ["topic", "reason"])
 RECS_PUBLISHED = Counter("recstream_recommendations_published_total", "Recommendation lists published")
 LAST_PUBLISHED = Gauge(

@@ -6,24 +6,29 @@ import time
 from typing import Any
 
 import orjson
-from faust.types import TopicT
 
 from models.ranking import Scored
 from schemas.decode import InvalidMessage, dead_letter_value
 from streams import metrics
+from streams.batch_output import BatchOutput
 
 
 class DeadLetters:
-    """Every message that fails to decode goes here with its reason and original bytes; nothing is dropped."""
+    """Every message that cannot be used goes here with its reason and original bytes; nothing is dropped.
 
-    def __init__(self, topic: TopicT) -> None:
+    They go through the batch output, so they are acknowledged by Kafka before the offsets of the
+    events they replace are committed (streams/commit_gate.py): a dead letter is never lost.
+    """
+
+    def __init__(self, output: BatchOutput, topic: str) -> None:
+        self.output = output
         self.topic = topic
 
-    async def send(
+    def send(
         self, error: InvalidMessage, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int
     ) -> None:
         envelope = dead_letter_value(error.reason, error.detail, value, topic=topic, partition=partition, offset=offset)
-        await self.topic.send(key=key, value=envelope, headers={"recstream-reason": error.reason.encode()})
+        self.output.produce(self.topic, key, envelope, headers=[("recstream-reason", error.reason.encode())])
         metrics.DEAD_LETTERED.labels(topic, error.reason).inc()
 
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="Consumer-group session timeout: how soon a crashed worker's partitions move to another",
     )
     app_id: str = Field("recstream", description="Faust app id: the consumer group and the table changelog prefix")
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="Static group membership: a stable id per worker, unique in the group (e.g. the pod name). A "
+        "restarted worker gets its partitions back without waiting out its session; a stopped one keeps them "
+        "for a session timeout",
+    )
 
     # Worker
     data_dir: Path = Field(Path(".recstream/data"), description="RocksDB tables and the item index files")

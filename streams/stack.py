@@ -94,6 +94,8 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: EmbeddedBroker | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
+    # Each worker joins the group as a static member named by its worker id (RECSTREAM_KAFKA_GROUP_INSTANCE_ID).
+    static_members: bool = False
 
     def start_broker(self) -> str:
         if self.bootstrap is None:
@@ -118,6 +120,7 @@ class LocalStack:
             "RECSTREAM_HTTP_PORT": str(http_port),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
+            **({"RECSTREAM_KAFKA_GROUP_INSTANCE_ID": worker_id} if self.static_members else {}),
             **self.extra_env,
         }
 

@@ -37,6 +37,7 @@ def state_json(user_id: str, state: UserState) -> dict[str, Any]:
         "last_query": state.last_query,
         "long": [float(x) for x in state.long],
         "short": [float(x) for x in state.short],
+        "applied_digest": format(state.applied_digest, "x"),
     }
 
 

@@ -29,50 +29,89 @@ def table_db(table: TableT, partition: int) -> Any:
 
 
 class BatchedTable:
+    """A Faust table written a batch at a time, whose RocksDB never runs ahead of its changelog.
+
+    A batch's writes are first held in memory (later batches read them there); they reach RocksDB
+    only once their changelog records are acknowledged (`persist_sent`, after a flush). So a worker
+    killed at any moment restarts with a local copy that is a prefix of the changelog: Faust's
+    recovery reads only the records after its persisted offset, never the whole changelog again.
+    """
+
     def __init__(self, table: TableT, output: BatchOutput, changelog_topic: str) -> None:
         self._table = table
         self._output = output
         self._changelog = changelog_topic
         self._pending: dict[int, dict[bytes, bytes | None]] = defaultdict(dict)
+        # Writes not yet in RocksDB: (partition, key) -> (generation, value); the newest write wins.
+        self._unpersisted: dict[tuple[int, bytes], tuple[int, bytes | None]] = {}
+        # Generations whose changelog records were handed to the producer, oldest first.
+        self._sent: list[tuple[int, list[Written]]] = []
+        self._generation = 0
         self._delivered: dict[int, int] = {}
+
+    @property
+    def changelog(self) -> str:
+        return self._changelog
 
     def _db(self, partition: int) -> Any:
         return table_db(self._table, partition)
 
     def read(self, keys_by_partition: dict[int, list[bytes]]) -> dict[bytes, bytes | None]:
-        """Current values (None: absent) of keys, each looked up in its own partition's database."""
+        """Current values (None: absent) of keys: the newest write not yet persisted, else RocksDB."""
         out: dict[bytes, bytes | None] = {}
         for partition, keys in keys_by_partition.items():
-            out.update(zip(keys, self._db(partition).get(keys)))
+            stored = [k for k in keys if (partition, k) not in self._unpersisted]
+            if stored:
+                out.update(zip(stored, self._db(partition).get(stored)))
+            for key in keys:
+                held = self._unpersisted.get((partition, key))
+                if held is not None:
+                    out[key] = held[1]
         return out
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Stage a write (None deletes); `write_local` applies all staged writes."""
+        """Stage a write (None deletes); `stage` makes all staged writes one generation."""
         self._pending[partition][key] = value
 
-    def write_local(self) -> list[Written]:
-        """Apply the staged writes to RocksDB (later batches read them) and return them for
-        `send_changelog`. The local copy may run ahead of the changelog: after a crash it is
-        discarded and rebuilt from the changelog (streams.worker.discard_cache_after_crash)."""
+    def stage(self) -> tuple[int, list[Written]]:
+        """The staged writes as one generation: readable at once, persisted after `send_changelog`
+        and an acknowledging flush."""
+        self._generation += 1
         written: list[Written] = []
         for partition, writes in self._pending.items():
-            batch = WriteBatch(raw_mode=True)  # Faust opens its databases in raw mode
             for key, value in writes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
+                self._unpersisted[(partition, key)] = (self._generation, value)
                 written.append((partition, key, value))
-            self._db(partition).write(batch)
         self._pending.clear()
-        return written
+        return self._generation, written
 
-    def send_changelog(self, written: list[Written]) -> None:
-        """The changelog records of writes, to the output producer (durable once it is flushed)."""
+    def send_changelog(self, generation: int, written: list[Written]) -> None:
+        """The changelog records of a generation, to the output producer (durable once it is flushed)."""
         for partition, key, value in written:
             self._output.produce(
                 self._changelog, key, value, partition, on_delivered=self._record_offset
             )
+        self._sent.append((generation, written))
+
+    def persist_sent(self) -> None:
+        """After a flush: write every sent generation to RocksDB (one write batch per partition)."""
+        if not self._sent:
+            return
+        batches: dict[int, Any] = {}
+        for generation, written in self._sent:
+            for partition, key, value in written:
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = WriteBatch(raw_mode=True)  # Faust opens its databases raw
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+                if self._unpersisted.get((partition, key), (None,))[0] == generation:
+                    del self._unpersisted[(partition, key)]
+        for partition, batch in batches.items():
+            self._db(partition).write(batch)
+        self._sent.clear()
 
     def _record_offset(self, msg: Message) -> None:
         p = msg.partition()
@@ -80,6 +119,7 @@ class BatchedTable:
 
     def mark_persisted(self) -> None:
         """After the output is flushed: where Faust's recovery should resume reading the changelog."""
+        self.persist_sent()
         for partition, offset in self._delivered.items():
             self._table.data.set_persisted_offset(TP(self._changelog, partition), offset)  # type: ignore[attr-defined]
         self._delivered.clear()

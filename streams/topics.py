@@ -27,6 +27,8 @@ def partition_for(user_id: str, partitions: int) -> int:
 
 # Header on every recommendation list: the RECSTREAM_WORKER_ID of the worker that published it.
 WORKER_HEADER = "recstream-worker"
+# Header on an event a worker re-sent to its user's partition: "partition:offset" where it first arrived.
+ORIGIN_HEADER = "recstream-origin"
 
 
 @dataclass(frozen=True)

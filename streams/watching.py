@@ -74,6 +74,8 @@ class RecommendationWatcher:
         self.latest: dict[str, Seen] = {}
         # user -> when their tombstone (an erase) arrived, epoch s.
         self.erased: dict[str, float] = {}
+        # worker id (the list header) -> when its newest list arrived, epoch s.
+        self.last_from_worker: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -94,6 +96,8 @@ class RecommendationWatcher:
                 with self._lock:
                     self.seen.append(seen)
                     self.latest[seen.user_id] = seen
+                    if seen.worker is not None:
+                        self.last_from_worker[seen.worker] = seen.received_at
 
     def wait_for(self, user_id: str, timeout: float = 10.0, after: float = 0.0) -> Seen | None:
         """The newest list for `user_id` received after `after` (epoch s), or None on timeout."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streams import logs, metrics
+from streams import commit_gate, logs, metrics
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_specs
 
@@ -71,37 +69,11 @@ def run_worker(settings: Settings) -> None:
         extra={"bootstrap": settings.kafka_bootstrap, "data_dir": str(settings.worker_dir),
                "metrics": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"},
     )
-    discard_cache_after_crash(settings.worker_dir)
     app = build_app(settings, partitions)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    code: object = 1
     try:
         worker.execute_from_commandline()
-        code = 0
     except SystemExit as exc:
-        code = exc.code
-        raise
-    finally:
-        if code in (0, None):
-            (settings.worker_dir / CLEAN_MARKER).touch()
-
-
-CLEAN_MARKER = "clean-shutdown"
-
-
-def discard_cache_after_crash(worker_dir: Path) -> None:
-    """After a kill -9 the local RocksDB copy of the users table may be *ahead* of its changelog
-    (a write that reached RocksDB but whose changelog record was never sent). Faust then refuses
-    to start. The changelog is the truth and offsets are only committed after it is flushed, so
-    dropping the local copy and recovering from the changelog loses nothing: events whose state
-    never reached the changelog are redelivered and applied again.
-    """
-    marker = worker_dir / CLEAN_MARKER
-    tables = worker_dir / "faust"
-    if tables.exists() and not marker.exists():
-        log.warning(
-            "the previous run of this worker did not shut down cleanly: rebuilding its table state from the changelog",
-            extra={"discarded": str(tables)},
-        )
-        shutil.rmtree(tables)
-    marker.unlink(missing_ok=True)
+        raise SystemExit(commit_gate.FAILED_EXIT if commit_gate.stopped_by else exc.code) from None
+    if commit_gate.stopped_by:
+        raise SystemExit(commit_gate.FAILED_EXIT)

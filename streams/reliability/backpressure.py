@@ -14,7 +14,7 @@ from pathlib import Path
 
 from schemas.records import Event
 from streams.producing import Publisher, paced
-from streams.reliability.checks import events_per_user, lost_and_twice, wait_until_counted
+from streams.reliability.checks import changelog_regressions, events_per_user, lost_and_twice, wait_until_counted
 from streams.settings import Settings
 from streams.stack import WorkerProcess
 
@@ -44,6 +44,8 @@ class BackpressureReport:
     lost: int
     twice: int
     samples: list[Sample] = field(default_factory=list)
+    # Changelog records that go back in a user's history (see checks.changelog_regressions).
+    changelog_regressions: list[str] = field(default_factory=list)
 
     @property
     def overload(self) -> float:
@@ -117,9 +119,10 @@ def run_backpressure(
     offer_seconds = time.monotonic() - sampler.start
     drained_at = _wait_drained(sampler, already + len(events), drain_timeout)
     samples = sampler.stop()
-    expected = dict(events_per_user(events))
+    expected = events_per_user(events)
     rows = wait_until_counted(worker.env, workdir / "backpressure-export.jsonl", expected, timeout=120)
     lost, twice = lost_and_twice(expected, rows)
+    regressions = changelog_regressions(settings)
 
     during = [s for s in samples if s.t <= offer_seconds]
     first = [s for s in during if s.t <= offer_seconds / 4] or during[:1]
@@ -140,6 +143,7 @@ def run_backpressure(
         lost=lost,
         twice=twice,
         samples=samples,
+        changelog_regressions=regressions,
     )
 
 
@@ -160,5 +164,5 @@ def summary_line(r: BackpressureReport) -> str:
             f"({r.overload:.1f}x the {r.applied_per_s_during_offer:.0f}/s applied meanwhile); lag peaked at "
             f"{r.max_lag:.0f} and drained {r.drain_seconds:.0f}s after the offer; RSS {r.rss_mb_start:.0f} MB at start, "
             f"{r.rss_mb_at_peak_lag:.0f} MB at peak lag, {r.rss_mb_max:.0f} MB max, {r.rss_mb_end:.0f} MB after draining; "
-            f"lost {r.lost}, applied twice {r.twice}")
+            f"lost {r.lost}, applied twice {r.twice}; changelog records going back {len(r.changelog_regressions)}")
 

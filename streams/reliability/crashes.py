@@ -60,13 +60,13 @@ def run_crash_replay(
             recoveries.append(round(time.time() - killed_at, 1))
         sender.join()
     crashed = wait_until_applied(worker.env, workdir / "crashed.jsonl", last_of_user, timeout=300)
-    reference = _reference_export(stack, workdir, last_of_user)
-    lost, twice = lost_and_twice(dict(events_per_user(events)), crashed)
-    differing = [f"{u}: {diff}" for u in reference if (diff := _state_difference(crashed.get(u), reference[u]))]
+    reference = reference_export(stack, workdir, last_of_user)
+    lost, twice = lost_and_twice(events_per_user(events), crashed)
+    differing = [f"{u}: {diff}" for u in reference if (diff := state_difference(crashed.get(u), reference[u]))]
     return CrashReport(len(events), kills, lost, twice, recoveries, differing)
 
 
-def _reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, str]) -> dict[str, dict]:
+def reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, str]) -> dict[str, dict]:
     # A new consumer group (with its own changelog) over the same backlog, recommendations topic included.
     ref_env = {**stack.extra_env, "RECSTREAM_APP_ID": stack.extra_env["RECSTREAM_APP_ID"] + "-ref"}
     ref_stack = LocalStack(stack.root / "ref", bootstrap=stack.bootstrap, extra_env=ref_env)
@@ -78,7 +78,7 @@ def _reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, 
         ref_stack.stop()
 
 
-def _state_difference(got: dict | None, ref: dict) -> str | None:
+def state_difference(got: dict | None, ref: dict) -> str | None:
     """None when the states agree: equal history, and vectors equal within their storage precision.
     Otherwise what differs, for the report.
 
@@ -128,5 +128,5 @@ def run_broker_pause(
     last_of_user = {e.user_id: e.event_id for e in events}
     rows = wait_until_applied(worker.env, workdir / "paused.jsonl", last_of_user, timeout=180)
     survived = worker.proc is not None and worker.proc.poll() is None
-    lost, twice = lost_and_twice(dict(events_per_user(events)), rows)
+    lost, twice = lost_and_twice(events_per_user(events), rows)
     return PauseReport(len(events), pause_s, lost, twice, survived)

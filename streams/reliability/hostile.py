@@ -274,9 +274,12 @@ def run_hostile(settings: Settings, worker: WorkerProcess, probes_: list[Probe],
     where = send_probes(settings, probes_)
     hostile = {w: p for w, p in zip(where, probes_) if p.hostile}
     valid = [p for p in probes_ if not p.hostile]
-    expected = Counter(p.user_id for p in valid if p.user_id is not None)
-    rows = wait_until_counted(worker.env, workdir / "hostile-export.jsonl", dict(expected), timeout=300)
-    letters = _read_dead_letters(settings, len(hostile), timeout=120)
+    expected: dict[str, list[str]] = {}
+    for p in valid:
+        if p.user_id is not None and p.value is not None:
+            expected.setdefault(p.user_id, []).append(json.loads(p.value)["event_id"])
+    rows = wait_until_counted(worker.env, workdir / "hostile-export.jsonl", expected, timeout=300)
+    letters = read_dead_letters(settings, len(hostile), timeout=120)
 
     report = HostileReport(
         hostile_tried=len(hostile), valid_sent=len(valid), dead_lettered=len(letters),
@@ -294,14 +297,14 @@ def run_hostile(settings: Settings, worker: WorkerProcess, probes_: list[Probe],
         if original != probe.value:
             report.bytes_mismatches += 1
     report.unexpected_dead_letters = sum(1 for k in letters if (k[1], k[2]) not in hostile)
-    report.valid_lost, report.valid_twice = lost_and_twice(dict(expected), rows)
+    report.valid_lost, report.valid_twice = lost_and_twice(expected, rows)
     alive = worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
     report.worker_deaths = 0 if alive else 1
     report.seconds = time.monotonic() - started
     return report
 
 
-def _read_dead_letters(settings: Settings, at_least: int, timeout: float) -> dict[tuple[str, int, int], dict[str, Any]]:
+def read_dead_letters(settings: Settings, at_least: int, timeout: float) -> dict[tuple[str, int, int], dict[str, Any]]:
     """Dead letters by their source (topic, partition, offset); waits until `at_least` are there."""
     deadline = time.monotonic() + timeout
     while True:

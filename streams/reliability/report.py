@@ -27,6 +27,7 @@ from streams.reliability.checks import export_states, isolated_env, wait_until_a
 from streams.reliability.crashes import run_broker_pause, run_crash_replay
 from streams.reliability.hostile import draw_probes, run_hostile
 from streams.reliability.scaleout import run_scale_out
+from streams.reliability.soak import run_soak
 from streams.stack import LocalStack
 
 FULL = {"kills": 5, "crash_users": 400, "pause_s": 20.0, "hostile": 10_000, "overload_rate": 5_000.0,
@@ -54,14 +55,7 @@ def run_all(plan: dict[str, Any], root: Path, progress: Any) -> dict[str, Any]:
                                  int(time.time() * 1000))
             out["hostile"] = asdict(run_hostile(stack.settings(), worker, probes, root))
         progress(f"backpressure: {plan['overload_rate']:.0f} events/s for {plan['overload_s']:.0f}s")
-        with LocalStack(root / "overload", bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
-            n = int(plan["overload_rate"] * plan["overload_s"])
-            base = generate_events(catalog, n_users=400, events_per_user=50, seed=12)
-            events = list(remapped(base, copies=-(-n // len(base))))[:n]
-            publisher, worker = stack.start_worker_with_catalog(catalog, "overload")
-            report = run_backpressure(stack.settings(), publisher, worker, events, plan["overload_rate"], root)
-            out["backpressure"] = {**asdict(report), "overload": report.overload,
-                                   "samples": [asdict(s) for s in report.samples]}
+        out["backpressure"] = _overload(broker.bootstrap, catalog, plan, root / "overload")
         progress(f"erasing {plan['erasures']} users")
         with LocalStack(root / "erase", bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
             out["erase"] = _erasures(stack, catalog, plan["erasures"], root)
@@ -71,6 +65,41 @@ def run_all(plan: dict[str, Any], root: Path, progress: Any) -> dict[str, Any]:
             report = run_scale_out(stack, catalog, events, 250.0, root, stack.settings().events_partitions)
             out["scale_out"] = {**asdict(report), "checked": dict(report.checked)}
     return out
+
+
+def _overload(bootstrap: str, catalog: Any, plan: dict[str, Any], root: Path) -> dict[str, Any]:
+    with LocalStack(root, bootstrap=bootstrap, extra_env=isolated_env()) as stack:
+        n = int(plan["overload_rate"] * plan["overload_s"])
+        base = generate_events(catalog, n_users=400, events_per_user=50, seed=12)
+        events = list(remapped(base, copies=-(-n // len(base))))[:n]
+        publisher, worker = stack.start_worker_with_catalog(catalog, "overload")
+        report = run_backpressure(stack.settings(), publisher, worker, events, plan["overload_rate"], root)
+        return {**asdict(report), "overload": report.overload, "samples": [asdict(s) for s in report.samples]}
+
+
+def run_overloads(plan: dict[str, Any], runs: int, root: Path, progress: Any) -> dict[str, Any]:
+    """The backpressure scenario `runs` times in a row, each on a fresh broker."""
+    catalog = generate_catalog()
+    out: dict[str, Any] = {"machine": machine(), "plan": plan, "runs": []}
+    for k in range(runs):
+        progress(f"overload run {k + 1} of {runs}: {plan['overload_rate']:.0f} events/s for {plan['overload_s']:.0f}s")
+        with EmbeddedBroker(free_port(), log_file=root / f"broker-{k}.log") as broker:
+            run = _overload(broker.bootstrap, catalog, plan, root / f"overload-{k}")
+        progress(f"lost {run['lost']}, twice {run['twice']}, changelog records going back {len(run['changelog_regressions'])}")
+        out["runs"].append({key: v for key, v in run.items() if key != "samples"})
+    return out
+
+
+def overloads_markdown(r: dict[str, Any], command: str) -> str:
+    rows = [f"Command: `{command}`  ", f"Machine: {r['machine']}  ",
+            "One worker, 4 partitions; each run on a fresh embedded broker.", "",
+            "| run | offered | applied meanwhile | drained after the offer | lost | twice | changelog records going back |",
+            "|---|---|---|---|---|---|---|"]
+    for k, b in enumerate(r["runs"], 1):
+        rows.append(f"| {k} | {b['offered']} at {b['offered_per_s']:.0f}/s | {b['applied_per_s_during_offer']:.0f}/s "
+                    f"({b['overload']:.1f}× overload) | {b['drain_seconds']:.0f} s | **{b['lost']}** | **{b['twice']}** "
+                    f"| {len(b['changelog_regressions'])} |")
+    return "\n".join(rows)
 
 
 def _erasures(stack: LocalStack, catalog: Any, n: int, root: Path) -> dict[str, Any]:
@@ -131,24 +160,93 @@ def markdown(r: dict[str, Any], command: str) -> str:
     ])
 
 
+def run_soak_plan(events: int, minutes: float | None, rate: float | None, seed: int, root: Path,
+                  progress: Any) -> dict[str, Any]:
+    """The soak on its own broker; `minutes` caps the events at what the rate sends in that time."""
+    with EmbeddedBroker(free_port(), log_file=root / "broker.log") as broker:
+        with LocalStack(root / "soak", bootstrap=broker.bootstrap, extra_env=isolated_env()) as stack:
+            if minutes is not None and rate is not None:
+                events = min(events, int(rate * 60 * minutes))
+            report = run_soak(broker, stack, events, seed, root, rate=rate, progress=progress,
+                              minutes=minutes)
+    return {"machine": machine(), "soak": asdict(report)}
+
+
+def soak_markdown(r: dict[str, Any], command: str) -> str:
+    s = r["soak"]
+    recovery = s["recovery_s"]
+    rows = [
+        f"Command: `{command}`  ",
+        f"Machine: {r['machine']}  ",
+        f"Two workers, 4 partitions, a wide stream (consecutive events of different users, 20 events a user), seed "
+        f"{s['seed']}. "
+        + (f"The two workers first applied a backlog of their own at {s['capacity_per_s']:.0f} events/s; the soak "
+           f"offered {s['rate']:.0f}/s." if s["capacity_per_s"] else f"Offered at {s['rate']:.0f} events/s."),
+        "",
+        "| what | result |",
+        "|---|---|",
+        f"| events | {s['events']} in {s['seconds']:.0f} s |",
+        f"| faults | {len(s['timeline']) - 1}: " + "; ".join(f"{t:.0f} s {w}" for t, w in s["timeline"][:-1]) + " |",
+        f"| per event id | lost **{s['lost']}**, applied twice **{s['twice']}** |",
+        f"| against a run without faults | **{len(s['differing_users'])}** of {s['users_compared']} users differ |",
+        f"| hostile messages | {s['hostile_sent']} sent; not dead-lettered **{s['hostile_missing']}**, wrong reason "
+        f"**{s['hostile_wrong_reason']}** |",
+        f"| erase | {s['erased']} users erased mid-stream; still in state **{s['erased_still_present']}** |",
+        f"| recovery after kill -9 | until the restarted worker's next list: "
+        + (f"{', '.join(f'{x:.1f}' for x in recovery)} s (median {statistics.median(recovery):.1f} s)" if recovery
+           else "no kill") + " |",
+        f"| memory | peak RSS " + ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(s["rss_mb_max"].items())) + " |",
+    ]
+    if s["differing_users"]:
+        rows += ["", "Users that differ: " + "; ".join(s["differing_users"][:10])]
+    return "\n".join(rows)
+
+
 @click.command("reliability")
 @click.option("--quick", is_flag=True, help="Smaller versions of every scenario (a few minutes).")
+@click.option("--soak", is_flag=True, help="Run the soak instead: two workers, a wide stream, every fault mixed in.")
+@click.option("--events", "soak_events", type=int, default=500_000, show_default=True, help="Events the soak sends.")
+@click.option("--minutes", "soak_minutes", type=float, default=None,
+              help="Stop sending after this long (with --rate: fewer events if they would take longer).")
+@click.option("--rate", "soak_rate", type=float, default=None,
+              help="Events/s the soak offers (default: 70% of the two workers' capacity, measured first).")
+@click.option("--seed", "soak_seed", type=int, default=1, show_default=True, help="Seed of the soak's events and faults.")
+@click.option("--overload-runs", type=int, default=0,
+              help="Run only the backpressure scenario, this many times in a row (each on a fresh broker).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write all figures here.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None, help="Update this Markdown file.")
 @click.option("--keep", "keep_dir", type=click.Path(path_type=Path), default=None,
               help="Run in this folder and keep it (broker and worker logs, exports), to look into a finding.")
-def reliability_command(quick: bool, json_out: Path | None, write_to: Path | None, keep_dir: Path | None) -> None:
+def reliability_command(
+    quick: bool, soak: bool, soak_events: int, soak_minutes: float | None, soak_rate: float | None, soak_seed: int,
+    overload_runs: int, json_out: Path | None, write_to: Path | None, keep_dir: Path | None,
+) -> None:
     """Kill workers, freeze the broker, send hostile input, overload, erase and scale out; count what was lost."""
     plan = QUICK if quick else FULL
 
     def progress(msg: str) -> None:
         click.echo(f"… {msg}", err=True)
 
+    def run(root: Path) -> dict[str, Any]:
+        if soak:
+            return run_soak_plan(soak_events, soak_minutes, soak_rate, soak_seed, root, progress)
+        if overload_runs:
+            return run_overloads(plan, overload_runs, root, progress)
+        return run_all(plan, root, progress)
+
     if keep_dir is not None:
         keep_dir.mkdir(parents=True, exist_ok=True)
-        result = run_all(plan, keep_dir, progress)
+        result = run(keep_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="recstream-reliability-") as tmp:
-            result = run_all(plan, Path(tmp), progress)
-    body = markdown(result, "recstream reliability " + " ".join(sys.argv[2:]))
-    publish_report(result, body, json_out, write_to, name="reliability", heading="Reliability (issue 4)", title="Reliability")
+            result = run(Path(tmp))
+    command = "recstream reliability " + " ".join(sys.argv[2:])
+    if soak:
+        publish_report(result, soak_markdown(result, command), json_out, write_to, name="soak",
+                       heading="Soak: every fault mixed in (issue 12)", title="Reliability")
+    elif overload_runs:
+        publish_report(result, overloads_markdown(result, command), json_out, write_to, name="overload-runs",
+                       heading="Long overload, repeated (issue 12)", title="Reliability")
+    else:
+        publish_report(result, markdown(result, command), json_out, write_to, name="reliability",
+                       heading="Reliability (issue 4)", title="Reliability")

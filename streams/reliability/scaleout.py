@@ -106,7 +106,7 @@ def run_scale_out(
         rows = wait_until_applied(second.env, workdir / "scaled.jsonl", {e.user_id: e.event_id for e in events}, 300)
         time.sleep(1.0)  # the last lists reach the watcher
         seen = watcher.snapshot()
-    lost, twice = lost_and_twice(dict(events_per_user(events)), rows)
+    lost, twice = lost_and_twice(events_per_user(events), rows)
     report = ScaleOutReport(len(events), lost, twice, round(join_s, 1), round(leave_s, 1), shared)
     phases: list[tuple[str, float, float, Callable[[int], str]]] = [
         ("a alone", 0.0, alone_until, lambda p: first.worker_id),

@@ -98,3 +98,35 @@ def test_catalog_applies_in_log_order_and_deduplicates_texts(encoder: SentenceEn
     assert update.embedded == 1
     assert update.upserted == ["a", "b"] and update.deleted == ["a"]
     assert "a" not in catalog.index and "b" in catalog.index
+
+
+def test_encoder_is_safe_from_two_threads_at_once(encoder: SentenceEncoder) -> None:
+    """A worker embeds catalog items on an executor thread while its event loop embeds search
+    queries. Fast tokenizers raise "Already borrowed" when two threads use one at once; every call
+    must instead succeed and give the vectors it gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.datasets.synthetic import generate_catalog
+
+    items = [i.text() for i in generate_catalog()][:1000]
+    queries = [f"{word} films from the {decade}s" for decade in range(1920, 2030, 10)
+               for word in ("space", "love", "war", "heist", "ghost", "robot", "jazz", "desert", "ocean", "spy")]
+    queries = (queries * 10)[:1000]
+    expected_queries = {q: encoder.encode([q])[0] for q in set(queries)}
+    expected_items = encoder.encode(items[:64])
+
+    def load_catalog() -> list[np.ndarray]:
+        return [encoder.encode(items[start : start + 64]) for start in range(0, len(items), 64)]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        loading = pool.submit(load_catalog)
+        answered = 0
+        for q in queries:
+            np.testing.assert_allclose(encoder.encode([q])[0], expected_queries[q], atol=1e-5)
+            answered += 1
+            if loading.done() and answered >= 1000:
+                break
+        batches = loading.result()
+    assert answered == 1000
+    assert sum(len(b) for b in batches) == len(items)
+    np.testing.assert_allclose(batches[0], expected_items, atol=1e-5)

@@ -293,3 +293,36 @@ def test_erasing_an_unknown_user_is_harmless_and_repeatable() -> None:
 def test_apply_event_refuses_an_erase() -> None:
     with pytest.raises(ValueError, match="erase"):
         apply_event(UserState.empty(DIM), _erase("x", "u"), CoreParams())
+
+
+def test_a_second_copy_of_a_re_keyed_event_is_a_duplicate_even_at_a_new_offset() -> None:
+    """A crash between re-sending an event to its user's partition and committing its source makes
+    the re-send happen twice: the copies have different offsets, the same origin."""
+    rec, _ = _recommender()
+    a = _ev("a", "u", EventType.CLICK, "i0", ts=10)
+    b = _ev("b", "u", EventType.CLICK, "i1", ts=20)
+    first = [Positioned(a, 100, origin=(2, 7)), Positioned(b, 101, origin=(2, 8))]
+    again = [Positioned(a, 102, origin=(2, 7)), Positioned(b, 103, origin=(2, 8))]
+    out = rec.step({}, first + again)
+    assert [e.event_id for e in out.applied] == ["a", "b"]
+    assert [e.event_id for e in out.duplicates] == ["a", "b"]
+    state = out.states["u"]
+    assert state.rekeyed == ((2, 8),)
+    # Across batches too, and a later event from that source partition is applied.
+    later = rec.step({"u": state}, [Positioned(a, 104, origin=(2, 7)), Positioned(_ev("c", "u", EventType.CLICK, "i2", ts=30), 105, origin=(2, 9))])
+    assert [e.event_id for e in later.applied] == ["c"] and [e.event_id for e in later.duplicates] == ["a"]
+    # An event that arrived on its own partition carries no origin and is never taken for a copy.
+    plain = rec.step({"u": later.states["u"]}, [Positioned(_ev("d", "u", EventType.CLICK, "i3", ts=40), 106)])
+    assert [e.event_id for e in plain.applied] == ["d"]
+
+
+def test_the_applied_digest_names_the_events_applied() -> None:
+    from models.interest import digest_of
+
+    rec, _ = _recommender()
+    events = [_ev(f"e{n}", "u", EventType.CLICK, f"i{n}", ts=n + 1) for n in range(5)]
+    state = rec.step({}, [Positioned(e, n) for n, e in enumerate(events)]).states["u"]
+    assert state.events_applied == 5
+    assert state.applied_digest == digest_of(e.event_id for e in events)
+    # One lost and one doubled event keep the count but not the digest.
+    assert state.applied_digest != digest_of(["e0", "e1", "e2", "e3", "e3"])

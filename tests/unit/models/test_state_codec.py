@@ -245,3 +245,22 @@ def test_an_old_float32_state_still_decodes() -> None:
     data = b"RS1" + struct.pack(">I", len(head)) + head + s.long.astype("<f4").tobytes() + s.short.astype("<f4").tobytes()
     back = decode_state(data)
     assert back.long.tobytes() == s.long.tobytes() and back.events_applied == 3
+
+
+def test_digest_and_rekeyed_origins_round_trip_and_old_rows_default_them() -> None:
+    import dataclasses
+
+    s = UserState(long=np.array([0.5, -0.25], np.float32), short=np.array([0.125, 1.0], np.float32),
+                  events_applied=2, applied_digest=2**64 - 3, rekeyed=((0, 12), (3, 7)))
+    back = decode_state(encode_state(s))
+    assert back.applied_digest == 2**64 - 3 and back.rekeyed == ((0, 12), (3, 7))
+    # A row written before these fields existed (no "digest", no "rekeyed" in its header) decodes with none.
+    data = encode_state(dataclasses.replace(s, rekeyed=()))
+    (n,) = struct.unpack_from(">I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(data[start : start + n])
+    del header["digest"]
+    head = json.dumps(header).encode()
+    old = MAGIC + struct.pack(">I", len(head)) + head + data[start + n :]
+    plain = decode_state(old)
+    assert plain.applied_digest == 0 and plain.rekeyed == () and plain.events_applied == 2
