@@ -154,6 +154,22 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
                 stop_worker(exc)
             raise
 
+    @app.on_partitions_revoked.connect
+    async def drain_before_recovery(sender: faust.App, revoked: set, **_: object) -> None:
+        """Every state written so far reaches the changelog (and RocksDB) before partitions move.
+
+        Faust waits for the agent to finish its batch at a revoke, but not for our output; its table
+        recovery for the partitions assigned next then replays the changelog over RocksDB. A state
+        still on its way would be missing from the replay, and a later batch would read the older one
+        the replay left: an applied event lost (seen once in 300,000 under overload, and in a hand-over).
+        """
+        if processor is None or processor.failed is not None:
+            return
+        try:
+            await processor.drain()
+        except Exception as exc:
+            stop_worker(exc)
+
     def is_ready() -> bool:
         return app.tables.recovery.completed.is_set() and catalog.loaded.is_set() and lists.caught_up()
 

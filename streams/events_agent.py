@@ -155,9 +155,10 @@ class EventsProcessor:
             await previous
         # Co-visits are acknowledged before the state is sent: after a crash, the changelog never
         # holds an event whose co-visits were lost (a re-published one is skipped by its offset).
+        sent = self.users.last_sent()
         await self.output.flush()
         # That flush also acknowledged the earlier batches' changelog records: now they may reach RocksDB.
-        self.users.persist_sent()
+        self.users.persist_sent(sent)
         self.users.send_changelog(*states)
         for partition, key, value in lists:
             self.output.produce(self.recommendations_topic, key, value, partition, headers=self.list_headers)
@@ -177,11 +178,13 @@ class EventsProcessor:
         try:
             while self._stages:
                 await self._stages.popleft()
+            # A batch may stage more while this waits; only what was sent before the flush is persisted.
+            sent = self.users.last_sent()
             await self.output.flush()
         except BaseException as exc:
             self.fail(exc)
             raise
-        self.users.mark_persisted()
+        self.users.mark_persisted(sent)
 
     async def _step(
         self, states: dict[str, UserState | None], positioned: list[Positioned], origins: list[EventT]

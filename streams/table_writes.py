@@ -93,12 +93,18 @@ class BatchedTable:
             )
         self._sent.append((generation, written))
 
-    def persist_sent(self) -> None:
-        """After a flush: write every sent generation to RocksDB (one write batch per partition)."""
-        if not self._sent:
+    def last_sent(self) -> int:
+        """The newest generation handed to the producer: a flush begun now acknowledges it."""
+        return self._sent[-1][0] if self._sent else 0
+
+    def persist_sent(self, upto: int) -> None:
+        """After a flush that began when `last_sent()` was `upto`: write the generations it
+        acknowledged to RocksDB (one write batch per partition). Later ones wait for the next flush."""
+        acknowledged = [(g, w) for g, w in self._sent if g <= upto]
+        if not acknowledged:
             return
         batches: dict[int, Any] = {}
-        for generation, written in self._sent:
+        for generation, written in acknowledged:
             for partition, key, value in written:
                 batch = batches.get(partition)
                 if batch is None:
@@ -111,15 +117,16 @@ class BatchedTable:
                     del self._unpersisted[(partition, key)]
         for partition, batch in batches.items():
             self._db(partition).write(batch)
-        self._sent.clear()
+        self._sent = [(g, w) for g, w in self._sent if g > upto]
 
     def _record_offset(self, msg: Message) -> None:
         p = msg.partition()
         self._delivered[p] = max(self._delivered.get(p, -1), msg.offset())
 
-    def mark_persisted(self) -> None:
-        """After the output is flushed: where Faust's recovery should resume reading the changelog."""
-        self.persist_sent()
+    def mark_persisted(self, upto: int) -> None:
+        """After a flush that began at generation `upto`: its writes to RocksDB, and where Faust's
+        recovery should resume reading the changelog."""
+        self.persist_sent(upto)
         for partition, offset in self._delivered.items():
             self._table.data.set_persisted_offset(TP(self._changelog, partition), offset)  # type: ignore[attr-defined]
         self._delivered.clear()

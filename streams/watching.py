@@ -56,18 +56,22 @@ def assign_topic(consumer: Consumer, topic: str, start: int, user_id: str | None
     consumer.assign([TopicPartition(topic, p, start) for p in partitions])
 
 
+def _worker_of(msg: Any) -> str | None:
+    """The worker that published a list (its recstream-worker header)."""
+    return next((v.decode() for k, v in msg.headers() or () if k == WORKER_HEADER), None)
+
+
 def _decode(msg: Any) -> Seen | None:
     if msg is None or msg.error() or msg.value() is None:
         return None
     value = json.loads(msg.value())
-    worker = next((v.decode() for k, v in msg.headers() or () if k == WORKER_HEADER), None)
-    return Seen(value["user_id"], value, msg.timestamp()[1], time.time(), msg.partition(), worker)
+    return Seen(value["user_id"], value, msg.timestamp()[1], time.time(), msg.partition(), _worker_of(msg))
 
 
 class RecommendationWatcher:
     """Collects every list published from now on (or from the beginning), in a background thread."""
 
-    def __init__(self, settings: Settings, from_beginning: bool = False) -> None:
+    def __init__(self, settings: Settings, from_beginning: bool = False, keep_lists: bool = True) -> None:
         self._consumer = consumer_for(settings)
         assign_topic(self._consumer, settings.topic_recommendations, OFFSET_BEGINNING if from_beginning else OFFSET_END)
         self.seen: list[Seen] = []
@@ -76,6 +80,8 @@ class RecommendationWatcher:
         self.erased: dict[str, float] = {}
         # worker id (the list header) -> when its newest list arrived, epoch s.
         self.last_from_worker: dict[str, float] = {}
+        # False: only note which worker published when (a long soak would hold millions of lists).
+        self._keep_lists = keep_lists
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -89,6 +95,11 @@ class RecommendationWatcher:
                 if not msg.error() and msg.value() is None and msg.key() is not None:
                     with self._lock:
                         self.erased[msg.key().decode("utf-8", "replace")] = time.time()
+                    continue
+                if not self._keep_lists:
+                    worker = _worker_of(msg)
+                    if worker is not None:
+                        self.last_from_worker[worker] = time.time()
                     continue
                 seen = _decode(msg)
                 if seen is None:

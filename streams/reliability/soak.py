@@ -60,24 +60,31 @@ class SoakReport:
     rss_mb_max: dict[str, float] = field(default_factory=dict)
 
 
-def wide_events(n: int, catalog: Sequence[Item], seed: int, per_user: int = 20) -> list[Event]:
-    """`n` events of users with `per_user` events each, interleaved so neighbours differ in user."""
+def wide_events(n: int, catalog: Sequence[Item], seed: int, per_user: int = 20, block: int = 500) -> list[Event]:
+    """`n` events of users with `per_user` events each, interleaved so neighbours differ in user.
+
+    Drawn `block` users at a time (the generator's cost grows with users times events), each block
+    under its own seed and user names."""
     users = -(-n // per_user)
-    events = generate_events(list(catalog), seed=seed, n_users=users, events_per_user=per_user)[:n]
     by_user: dict[str, list[Event]] = {}
-    for e in events:
-        by_user.setdefault(e.user_id, []).append(e)
+    for b, first in enumerate(range(0, users, block)):
+        drawn = generate_events(list(catalog), seed=seed * 100_000 + b, n_users=min(block, users - first),
+                                events_per_user=per_user)
+        for e in drawn:
+            user = f"{e.user_id}.b{b}"
+            by_user.setdefault(user, []).append(e.model_copy(update={"user_id": user}))
     queues = list(by_user.values())
     out: list[Event] = []
     depth = max(len(q) for q in queues)
     for k in range(depth):
         out.extend(q[k] for q in queues if k < len(q))
-    return out
+    return out[:n]
 
 
 def fault_plan(rng: random.Random, seconds: float) -> list[tuple[float, str]]:
-    """Every kind of fault at least once, then more at random, spread over the middle of the run."""
-    count = max(len(KINDS), int(seconds / 12))
+    """Every kind of fault at least once, then one more about every half minute, at random moments
+    of the middle of the run (the end is left for the backlog to drain)."""
+    count = max(len(KINDS), int(seconds / 30))
     kinds = list(KINDS) + [rng.choice(("kill", "kill", "broker_pause", "burst", "hostile", "erase"))
                            for _ in range(count - len(KINDS))]
     rng.shuffle(kinds)
@@ -86,13 +93,15 @@ def fault_plan(rng: random.Random, seconds: float) -> list[tuple[float, str]]:
 
 
 class _Sender(threading.Thread):
-    """Publishes the events at `rate`/s, times `boost` while a burst is on; erase events on request."""
+    """Publishes the events at `rate`/s, times `boost` while a burst is on; erases users on request
+    (their later events are then not sent: an erased user must stay gone)."""
 
     def __init__(self, publisher: Publisher, topic: str, events: Sequence[Event], rate: float, until: float) -> None:
         super().__init__(daemon=True)
         self.publisher, self.topic, self.events, self.rate, self.until = publisher, topic, events, rate, until
         self.boost = 1.0
         self.sent = 0
+        self.erased: set[str] = set()
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -107,12 +116,14 @@ class _Sender(threading.Thread):
             elif delay < -1.0:
                 clock = time.monotonic()  # behind by more than a second (a frozen broker): do not rush
             with self.lock:
-                publish_event(self.publisher, self.topic, event)
+                if event.user_id not in self.erased:
+                    publish_event(self.publisher, self.topic, event)
                 self.sent += 1
         self.publisher.flush(timeout=600)
 
     def erase(self, user_ids: Sequence[str], ts: int) -> None:
         with self.lock:
+            self.erased.update(user_ids)
             for user in user_ids:
                 publish_event(self.publisher, self.topic, Event(event_id=f"erase-{user}", user_id=user,
                                                                 type=EventType.ERASE, ts=ts))
@@ -182,7 +193,7 @@ def run_soak(
         report.timeline.append((round(time.monotonic() - start, 1), what))
         progress(what)
 
-    with RecommendationWatcher(settings) as watcher:
+    with RecommendationWatcher(settings, keep_lists=False) as watcher:
         sender = _Sender(Publisher(make_producer(settings)), settings.topic_events, events, rate,
                          until=time.monotonic() + seconds if minutes is not None else float("inf"))
         sender.start()
@@ -220,9 +231,8 @@ def run_soak(
                 publisher.flush()
                 note(f"catalog update of {len(fresh)} items")
             elif kind == "erase":
-                done = {e.user_id for e in events[: sender.sent]} - erased
-                leaving = {e.user_id for e in events[sender.sent:]}
-                gone = sorted(done - leaving)[: rng.randint(3, 10)]
+                started = sorted({e.user_id for e in events[: sender.sent]} - erased)
+                gone = rng.sample(started, min(len(started), rng.randint(3, 10)))
                 sender.erase(gone, int(time.time() * 1000))
                 erased.update(gone)
                 note(f"erase {len(gone)} users")

@@ -60,12 +60,15 @@ def test_writes_reach_rocksdb_only_after_their_changelog_is_acknowledged(tmp_pat
     second = users.stage()
     assert users.read({0: [b"alice"], 1: [b"bob"]}) == {b"alice": b"v2", b"bob": None}
 
-    users.persist_sent()  # the flush acknowledged the first batch only
+    users.persist_sent(users.last_sent())  # a flush acknowledged the first batch
     assert db0.get(b"alice") == b"v1" and table.data.dbs[1].get(b"bob") == b"b1"
     assert users.read({0: [b"alice"], 1: [b"bob"]}) == {b"alice": b"v2", b"bob": None}, "newer writes still win"
 
-    users.send_changelog(*second)
-    users.mark_persisted()
+    flushing = users.last_sent()
+    users.send_changelog(*second)  # sent while that flush was on its way: not acknowledged by it
+    users.persist_sent(flushing)
+    assert db0.get(b"alice") == b"v1" and table.data.dbs[1].get(b"bob") == b"b1"
+    users.mark_persisted(users.last_sent())
     assert db0.get(b"alice") == b"v2" and table.data.dbs[1].get(b"bob") is None
     assert users.read({0: [b"alice", b"carol"], 1: [b"bob"]}) == {b"alice": b"v2", b"carol": None, b"bob": None}
     assert users._unpersisted == {}, "nothing is held once everything is on disk"
