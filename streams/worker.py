@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -69,11 +71,39 @@ def run_worker(settings: Settings) -> None:
         extra={"bootstrap": settings.kafka_bootstrap, "data_dir": str(settings.worker_dir),
                "metrics": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"},
     )
+    discard_cache_after_crash(settings.worker_dir)
     app = build_app(settings, partitions)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    code: object = 1
     try:
         worker.execute_from_commandline()
+        code = 0
     except SystemExit as exc:
-        raise SystemExit(commit_gate.FAILED_EXIT if commit_gate.stopped_by else exc.code) from None
+        code = commit_gate.FAILED_EXIT if commit_gate.stopped_by else exc.code
+        raise SystemExit(code) from None
+    finally:
+        if code in (0, None) and not commit_gate.stopped_by:
+            (settings.worker_dir / CLEAN_MARKER).touch()
     if commit_gate.stopped_by:
         raise SystemExit(commit_gate.FAILED_EXIT)
+
+
+CLEAN_MARKER = "clean-shutdown"
+
+
+def discard_cache_after_crash(worker_dir: Path) -> None:
+    """After a kill -9 the local table copy is dropped and rebuilt from the changelog. RocksDB
+    holds only acknowledged states (streams/table_writes.py), but Faust's persisted offset can be
+    past the end a broker reports (the embedded Tansu under-reports it), and Faust then refuses to
+    start (ConsistencyError). The changelog is the truth and offsets are only committed after it is
+    flushed, so rebuilding loses nothing; it costs a full changelog read at start.
+    """
+    marker = worker_dir / CLEAN_MARKER
+    tables = worker_dir / "faust"
+    if tables.exists() and not marker.exists():
+        log.warning(
+            "the previous run of this worker did not shut down cleanly: rebuilding its table state from the changelog",
+            extra={"discarded": str(tables)},
+        )
+        shutil.rmtree(tables)
+    marker.unlink(missing_ok=True)
