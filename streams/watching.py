@@ -181,13 +181,17 @@ def read_topic(settings: Settings, topic: str, count: int, timeout: float = 10.0
         consumer.close()
 
 
-def scan_to_end(settings: Settings, topic: str, timeout: float = 30.0, idle: float = 1.5) -> Iterator[Any]:
+def scan_to_end(
+    settings: Settings, topic: str, timeout: float = 30.0, idle: float = 1.5, stall: float = 10.0
+) -> Iterator[Any]:
     """Every message of `topic` from the beginning until it is read to its end.
 
     "The end" is the high watermark *and* `idle` seconds without a new message: some brokers (the
     embedded Tansu among them) report a watermark short of the last record when records were
-    produced in batches, so the watermark alone would stop early. No consumer group (no join wait,
-    no committed offsets): it reads beside running workers.
+    produced in batches, so the watermark alone would stop early. A partition whose watermark is
+    never reached (the same broker can leave it past its last readable record, seen after it was
+    frozen) ends the read once nothing has arrived for `stall` seconds. No consumer group (no join
+    wait, no committed offsets): it reads beside running workers.
     """
     consumer = consumer_for(settings)
     try:
@@ -197,6 +201,8 @@ def scan_to_end(settings: Settings, topic: str, timeout: float = 30.0, idle: flo
         deadline = time.monotonic() + timeout
         last_message = time.monotonic()
         while any(reached[p] < ends[p] for p in ends) or time.monotonic() - last_message < idle:
+            if time.monotonic() - last_message > stall:
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end within {timeout:.0f}s; is the broker up?")
             for msg in consumer.consume(num_messages=1000, timeout=0.2):

@@ -35,10 +35,11 @@ def isolated_env(tag: str | None = None) -> dict[str, str]:
     }
 
 
-def export_states(env: dict[str, str], out: Path) -> dict[str, dict[str, Any]]:
-    """`recstream state export` as a user runs it, beside the running worker."""
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "state", "export", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)
+def export_states(env: dict[str, str], out: Path, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
+    """`recstream state export` as a user runs it, beside the running worker. A soak's changelog
+    holds hundreds of MB, read while the workers still write: minutes on two busy cores."""
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", "state", "export", "--out", str(out),
+                           "--timeout", str(timeout)], env=env, capture_output=True, text=True, timeout=timeout + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"recstream state export failed: {proc.stderr.strip()}")
     return {row["user_id"]: row for row in map(json.loads, out.read_text().splitlines())}
