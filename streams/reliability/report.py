@@ -180,6 +180,7 @@ def run_soak_plan(events: int, minutes: float | None, rate: float | None, seed: 
 def soak_markdown(r: dict[str, Any], command: str) -> str:
     s = r["soak"]
     recovery = s["recovery_s"]
+    faults = [(t, w) for t, w in s["timeline"] if not w.endswith("events sent") and not w.startswith("reference run")]
     rows = [
         f"Command: `{command}`  ",
         f"Machine: {r['machine']}  ",
@@ -191,7 +192,7 @@ def soak_markdown(r: dict[str, Any], command: str) -> str:
         "| what | result |",
         "|---|---|",
         f"| events | {s['events']} in {s['seconds']:.0f} s |",
-        f"| faults | {len(s['timeline']) - 1}: " + "; ".join(f"{t:.0f} s {w}" for t, w in s["timeline"][:-1]) + " |",
+        f"| faults | {len(faults)}: " + "; ".join(f"{t:.0f} s {w}" for t, w in faults) + " |",
         f"| per event id | lost **{s['lost']}**, applied twice **{s['twice']}** |",
         f"| against a run without faults | **{len(s['differing_users'])}** of {s['users_compared']} users differ |",
         f"| hostile messages | {s['hostile_sent']} sent; not dead-lettered **{s['hostile_missing']}**, wrong reason "
