@@ -32,9 +32,10 @@ class BatchedTable:
     """A Faust table written a batch at a time, whose RocksDB never runs ahead of its changelog.
 
     A batch's writes are first held in memory (later batches read them there); they reach RocksDB
-    only once their changelog records are acknowledged (`persist_sent`, after a flush). So a worker
-    killed at any moment restarts with a local copy that is a prefix of the changelog: Faust's
-    recovery reads only the records after its persisted offset, never the whole changelog again.
+    only once their changelog records are acknowledged (`persist_sent`, after a flush). So the
+    table recovery Faust runs at a rebalance, which replays the changelog over RocksDB, never meets
+    a local value newer than the changelog. (After a kill -9 the local copy is still rebuilt:
+    streams.worker.discard_cache_after_crash says why.)
     """
 
     def __init__(self, table: TableT, output: BatchOutput, changelog_topic: str) -> None:
