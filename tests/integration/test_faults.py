@@ -7,6 +7,7 @@ a kill -9 after events were re-sent to their user's partition but before their o
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -36,8 +37,7 @@ CATALOG: list[Item] = generate_catalog()
 
 @pytest.fixture
 def faulty(kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    """A stack whose workers run with the faults the test names (`@pytest.mark.parametrize`-free:
-    the test's `faults` marker)."""
+    """A stack whose workers run with the faults named by the test's `faults` marker."""
     marker = request.node.get_closest_marker("faults")
     env = {**isolated_env(), "PYTHONPATH": str(FAULTS_DIR),
            "RECSTREAM_TEST_FAULTS": ",".join(marker.args if marker else ()),
@@ -77,7 +77,7 @@ def test_a_raising_encoder_costs_only_the_event_it_fails_on(faulty: LocalStack, 
     letters = read_dead_letters(settings, 1, timeout=30)
     (letter,) = [d for d in letters.values() if d["reason"] == "processing_failed"]
     assert "breaks the encoder" in letter["detail"]
-    assert json.loads(__import__("base64").b64decode(letter["original_b64"]))["event_id"] == "p0"
+    assert json.loads(base64.b64decode(letter["original_b64"]))["event_id"] == "p0"
     assert worker.proc is not None and worker.proc.poll() is None, "the worker kept running"
     assert (worker.metric("recstream_step_retries_total") or 0) >= 1, "the transient failures were retried"
 
@@ -115,7 +115,7 @@ def test_an_unreadable_state_row_is_quarantined_without_failing_other_users(faul
     assert rows["bob"]["events_applied"] == rows["carol"]["events_applied"] == 4
     letters = read_dead_letters(settings, 1, timeout=30)
     (letter,) = [d for d in letters.values() if d["reason"] == "state_unreadable"]
-    assert __import__("base64").b64decode(letter["original_b64"]) == garbage
+    assert base64.b64decode(letter["original_b64"]) == garbage
     assert letter["source"]["topic"] == changelog_topic(settings)
     assert worker.metric("recstream_states_quarantined_total") == 1
 
