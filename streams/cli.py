@@ -11,7 +11,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 from confluent_kafka import KafkaException
@@ -19,15 +18,16 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from models.datasets import DatasetError
-from streams.broker import BrokerError, EmbeddedBroker
-from streams.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
-from streams.evaluate import evaluate_command
-from streams.bench.command import bench_command
-from streams.bench.profile import bench_profile
-from streams.reliability.report import reliability_command
+from streams.client.display import format_list
+from streams.kafka.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
+from streams.lab import sources
+from streams.lab.bench.command import bench_command
+from streams.lab.bench.profile import bench_profile
+from streams.lab.broker import BrokerError, EmbeddedBroker
+from streams.lab.evaluate import evaluate_command
+from streams.lab.reliability.report import reliability_command
+from streams.lab.stack import StackError
 from streams.settings import Settings
-from streams.stack import StackError
-from streams import sources
 
 EXPECTED = (DatasetError, BrokerError, DeliveryError, StackError, TimeoutError, KafkaException, OSError, LookupError)
 
@@ -56,7 +56,7 @@ generated_option = click.option("--generated", is_flag=True, help="Use the small
 def cli() -> None:
     """recstream: real-time recommendations from Kafka events.
 
-    Configuration comes from RECSTREAM_* environment variables (see the README).
+    Configuration comes from RECSTREAM_* environment variables (see docs/operations.md).
     """
 
 
@@ -76,7 +76,7 @@ def broker(port: int) -> None:
 @cli.command()
 def worker() -> None:
     """Run a recstream worker (Faust): consumes events and items, publishes recommendations."""
-    from streams.worker import run_worker
+    from streams.worker.main import run_worker
 
     run_worker(_settings())
 
@@ -89,8 +89,8 @@ def topics() -> None:
 @topics.command("create")
 def topics_create() -> None:
     """Create any missing recstream topics (idempotent)."""
-    from streams.topics import ensure_topics, topic_specs
-    from streams.worker import wait_for_kafka
+    from streams.kafka.topics import ensure_topics, topic_specs
+    from streams.kafka.topics import wait_for_kafka
 
     settings = _settings()
     created = ensure_topics(wait_for_kafka(settings, timeout=30), topic_specs(settings))
@@ -133,7 +133,7 @@ def replay(movielens: Path | None, generated: bool, rate: float | None, limit: i
     events = source.events(limit)
     publisher = Publisher(make_producer(settings))
     if measure:
-        from streams.measure import measured_replay
+        from streams.lab.measure import measured_replay
 
         report = measured_replay(settings, publisher, events, rate)
         click.echo(json.dumps(report.as_dict()))
@@ -152,7 +152,7 @@ def replay(movielens: Path | None, generated: bool, rate: float | None, limit: i
 @click.option("--timeout", default=15.0, show_default=True, help="Seconds to spend reading the topic.")
 def recs(user_id: str, as_json: bool, timeout: float) -> None:
     """Print USER_ID's latest recommendations from the recommendations topic."""
-    from streams.watching import latest_for_user
+    from streams.kafka.watching import latest_for_user
 
     settings = _settings()
     value = latest_for_user(settings, user_id, timeout=timeout)
@@ -162,16 +162,6 @@ def recs(user_id: str, as_json: bool, timeout: float) -> None:
             "is a worker running, and has this user produced events?"
         )
     click.echo(json.dumps(value) if as_json else format_list(value))
-
-
-def format_list(value: dict[str, Any], titles: dict[str, str] | None = None) -> str:
-    age_ms = int(time.time() * 1000) - int(value["generated_at"])
-    lines = [f"user {value['user_id']}  ({len(value['items'])} items, {value['model_version']}, "
-             f"generated {age_ms / 1000:.1f}s ago after event {value['trigger_event_id']})"]
-    for rank, item in enumerate(value["items"], 1):
-        name = (titles or {}).get(item["item_id"], item["item_id"])
-        lines.append(f"  {rank:>2}. {name:<48} {item['score']:.3f}  {item['reason']}")
-    return "\n".join(lines)
 
 
 @cli.group()
@@ -196,7 +186,7 @@ def dataset_download(dest: Path) -> None:
 @click.option("--keep-running", is_flag=True, help="Leave broker and worker up (metrics, `recstream recs`) until Ctrl-C.")
 def demo(movielens: Path | None, generated: bool, limit: int, keep_running: bool) -> None:
     """Start a broker and a worker, load a catalog, replay events, show live recommendations."""
-    from streams.demo import run_demo
+    from streams.lab.demo import run_demo
 
     settings = _settings()
     run_demo(settings, _source(movielens, generated, settings), limit, keep_running)
@@ -212,7 +202,7 @@ def state() -> None:
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds allowed to read the changelog to its end.")
 def state_export(out: Path, timeout: float) -> None:
     """Write every user's state (JSON Lines) from the users changelog; safe while workers run."""
-    from streams.state_export import changelog_topic, export_to_file
+    from streams.lab.state_export import changelog_topic, export_to_file
 
     settings = _settings()
     n = export_to_file(settings, out, timeout)
@@ -229,8 +219,8 @@ def users() -> None:
 @click.option("--wait", "wait_s", default=10.0, show_default=True,
               help="Seconds to wait for the worker's confirmation (0: send and return).")
 def users_erase(user_id: str, wait_s: float) -> None:
-    """Delete everything recstream keeps about USER_ID (state, list); see the README's "Erasing a user"."""
-    from streams.erasure import erase_user
+    """Delete everything recstream keeps about USER_ID (state, list); see "Erasing a user" in docs/architecture.md."""
+    from streams.lab.erasure import erase_user
 
     done = erase_user(_settings(), user_id, wait_s)
     if done.confirmed_after_s is None:
@@ -258,7 +248,7 @@ def main() -> None:
         problems = "; ".join(
             f"RECSTREAM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors(include_url=False)
         )
-        click.echo(f"error: invalid setting: {problems} (see the README's configuration table)", err=True)
+        click.echo(f"error: invalid setting: {problems} (see the configuration table in docs/operations.md)", err=True)
         sys.exit(1)
     except EXPECTED as exc:
         click.echo(f"error: {exc}", err=True)

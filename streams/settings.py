@@ -1,6 +1,6 @@
 """All configuration, in one typed object read from `RECSTREAM_*` environment variables.
 
-Every field is documented in the README's configuration table (a test keeps the two in sync).
+Every field is documented in the configuration table of docs/operations.md (a test keeps the two in sync).
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.stack import LocalStack
-from streams.reliability.checks import isolated_env
+from streams.lab.broker import EmbeddedBroker, free_port
+from streams.lab.reliability.checks import isolated_env
+from streams.lab.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -1,20 +1,20 @@
-"""Every setting is documented in the README's configuration table, with its real default."""
+"""Every setting is documented in the configuration table of docs/operations.md, with its real default."""
 
 from pathlib import Path
 
 from streams.settings import Settings
 
-README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+OPERATIONS = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
 
 
-def test_every_setting_is_in_the_readme_table() -> None:
-    rows = {line.split("|")[1].strip().strip("`"): line for line in README.splitlines() if line.startswith("| `RECSTREAM_")}
+def test_every_setting_is_in_the_configuration_table() -> None:
+    rows = {line.split("|")[1].strip().strip("`"): line for line in OPERATIONS.splitlines() if line.startswith("| `RECSTREAM_")}
     for name, field in Settings.model_fields.items():
         env = f"RECSTREAM_{name.upper()}"
-        assert env in rows, f"{env} missing from the README configuration table"
+        assert env in rows, f"{env} missing from the configuration table in docs/operations.md"
         if field.default is not None:
-            assert f"`{field.default}`" in rows[env], f"README default of {env} differs from the code"
-    assert set(rows) == {f"RECSTREAM_{n.upper()}" for n in Settings.model_fields}, "README documents a setting that does not exist"
+            assert f"`{field.default}`" in rows[env], f"docs/operations.md gives another default of {env} than the code"
+    assert set(rows) == {f"RECSTREAM_{n.upper()}" for n in Settings.model_fields}, "docs/operations.md documents a setting that does not exist"
 
 
 def test_env_vars_reach_the_settings(monkeypatch) -> None:

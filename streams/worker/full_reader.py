@@ -1,0 +1,111 @@
+"""Reading a whole topic on every worker, outside the consumer group, resuming from saved offsets.
+
+The consumer group splits users between workers, but the catalog and the co-visitation log are
+needed whole by each worker, so their services assign themselves every partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+
+from streams.kafka.security import aiokafka_options
+from streams.settings import Settings
+
+
+def reader_consumer(settings: Settings, purpose: str, **overrides: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer outside the consumer group, that assigns itself partitions and commits nothing."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
+        **aiokafka_options(settings),
+        **overrides,
+    )
+
+
+async def open_full_reader(
+    settings: Settings,
+    topic: str,
+    purpose: str,
+    saved: dict[int, int],
+    stopping: Callable[[], bool],
+    sleep: Callable[[float], Awaitable[None]],
+) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    """A started consumer on every partition of `topic`, positioned after `saved` offsets.
+
+    Returns the end offsets at start, so the caller can tell when it has caught up.
+    """
+    consumer = reader_consumer(settings, purpose)
+    await consumer.start()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    while not partitions and not stopping():
+        await sleep(1.0)
+        await consumer._client.force_metadata_update()  # the topic may be created after the worker
+        partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        offset = saved.get(tp.partition)
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            # Trust the saved offset: end offsets cannot tell a new broker from an old one (the
+            # embedded broker under-reports them). Should the offset not exist, the consumer's
+            # "earliest" reset re-reads the new topic, which holds only new records.
+            consumer.seek(tp, offset)
+    return consumer, ends
+
+
+async def caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """True once every partition was read up to where it ended when reading started."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+class WholeTopicService(Service):
+    """A service that reads a whole topic into local state and checkpoints it with the offsets.
+
+    Subclasses implement `save` (write state and `self._offsets` together); this base saves every
+    `save_interval_s` and at shutdown. Everything runs on the event loop thread, so the
+    state needs no locks.
+    """
+
+    def __init__(self, settings: Settings, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self._offsets: dict[int, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def save(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def save_interval_s(self) -> float:
+        return self.settings.index_save_interval_s
+
+    async def open_reader(self, topic: str, purpose: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+        consumer, ends = await open_full_reader(
+            self.settings, topic, purpose, self._offsets, lambda: self.should_stop, self.sleep
+        )
+        self._consumer = consumer
+        return consumer, ends
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self.save()
+
+    @Service.task
+    async def _save_periodically(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.save_interval_s)
+            self.save()

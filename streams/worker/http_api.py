@@ -1,0 +1,122 @@
+"""The worker's read API: a user's latest list over HTTP, health and readiness, and its OpenAPI description.
+
+Lists are served from the worker's list cache (streams/worker/list_cache.py: written as lists are
+published, and filled from the recommendations topic for a partition taken over), so a read
+costs no ranking. A user's list lives on
+the worker that owns their partition; a request that reaches another worker is forwarded there
+(Faust's assignor tells every worker who owns what), so clients can call any worker, for instance
+through one load balancer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from faust.exceptions import SameNode
+from faust.types import AppT, TableT
+from faust.web import Request, Response, View
+from faust.web.exceptions import WebError
+
+from schemas.records import json_schema
+from streams.worker.list_cache import ListCache, Lookup
+
+SERVED_BY = "Recstream-Served-By"
+FORWARD_TIMEOUT_S = 5.0
+
+
+def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str) -> None:
+    """`routing_table`: any table partitioned like the events topic; Faust's router finds a key's
+    owner by a table's name."""
+    @app.page("/recommendations/{user_id}")
+    async def recommendations(view: View, request: Request, user_id: str) -> Response:
+        """The user's latest published list, with reasons (404 until they have one)."""
+        if not is_ready():
+            return view.error(503, "this worker is still restoring its state or loading the catalog; retry shortly")
+        try:
+            owner = app.router.key_store(routing_table.name, user_id.encode())
+        except KeyError:
+            return view.error(503, "partition owners are not known yet (the group is rebalancing); retry shortly")
+        try:
+            if owner.host is not None and _same_node(owner, app.conf.canonical_url):
+                raise SameNode()
+            return await _forward(app, view, request, owner)
+        except SameNode:
+            pass
+        except WebError as exc:
+            return view.error(exc.code, exc.detail)
+        found, value = lists.lookup(user_id)
+        if found is Lookup.FOUND:
+            return view.bytes(value, content_type="application/json", headers={SERVED_BY: worker_id})
+        if found is Lookup.ABSENT:
+            return view.error(404, f"no recommendations for user {user_id!r} yet: they have no applied events "
+                                   "(or were erased)", user_id=user_id)
+        return view.error(503, "this worker is still reading the lists of a partition it just took over; "
+                               "retry shortly", user_id=user_id)
+
+    @app.page("/healthz")
+    async def healthz(view: View, request: Request) -> Response:
+        """The process is up and serving HTTP."""
+        return view.json({"status": "ok", "worker": worker_id})
+
+    @app.page("/readyz")
+    async def readyz(view: View, request: Request) -> Response:
+        """Ready once the state is restored, the item index loaded and the owned partitions' lists read."""
+        if is_ready():
+            return view.json({"status": "ready", "worker": worker_id})
+        return view.error(503, "not ready: restoring state, loading the catalog or reading lists", worker=worker_id)
+
+    @app.page("/openapi.json")
+    async def openapi(view: View, request: Request) -> Response:
+        """This API's OpenAPI 3.1 description."""
+        return view.json(openapi_document())
+
+
+def _same_node(a: Any, b: Any) -> bool:
+    return (a.host, a.port) == (b.host, b.port)
+
+
+async def _forward(app: AppT, view: View, request: Request, owner: Any) -> Response:
+    """The owner's answer, status and body as they are; a JSON error when the owner cannot be reached."""
+    url = request.url.with_host(owner.host).with_port(int(owner.port))
+    try:
+        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as resp:
+            body = await resp.read()
+            headers = {SERVED_BY: resp.headers[SERVED_BY]} if SERVED_BY in resp.headers else None
+            return view.bytes(body, content_type=resp.content_type, status=resp.status, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return view.error(502, f"the worker owning this user's partition ({owner}) did not answer: {exc!r}; "
+                               "retry, it may be restarting")
+
+
+def openapi_document() -> dict[str, Any]:
+    error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+    recommendation = {k: v for k, v in json_schema("recommendation").items() if not k.startswith("$")}
+
+    def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    status = {"type": "object", "properties": {"status": {"type": "string"}, "worker": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "recstream read API", "version": "1",
+                 "description": "Latest recommendation lists, served by any recstream worker."},
+        "paths": {
+            "/recommendations/{user_id}": {"get": {
+                "summary": "A user's latest list, with the reason for each item",
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": answer("The list last published for the user", {"$ref": "#/components/schemas/Recommendation"}),
+                    "404": answer("The user has no list (no applied events, or erased)", {"$ref": "#/components/schemas/Error"}),
+                    "502": answer("The worker owning the user's partition did not answer", {"$ref": "#/components/schemas/Error"}),
+                    "503": answer("Not ready, rebalancing, or the partition just taken over: retry", {"$ref": "#/components/schemas/Error"}),
+                },
+            }},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": answer("Up", status)}}},
+            "/readyz": {"get": {"summary": "Readiness: state restored, catalog loaded, lists read", "responses": {
+                "200": answer("Ready", status), "503": answer("Not ready yet", {"$ref": "#/components/schemas/Error"})}}},
+            "/openapi.json": {"get": {"summary": "This description", "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})}}},
+        },
+        "components": {"schemas": {"Recommendation": recommendation, "Error": error}},
+    }

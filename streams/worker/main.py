@@ -1,0 +1,81 @@
+"""Starting a worker: wait for Kafka, make sure the topics exist, serve metrics, run Faust."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from streams.kafka.topics import ensure_topics, topic_specs, wait_for_kafka
+from streams.settings import Settings
+from streams.worker import commit_gate, logs, metrics
+
+log = logging.getLogger(__name__)
+
+
+def events_partition_count(admin: AdminClient, settings: Settings) -> int:
+    """The real partition count: partitioning decisions must match the topic, not the setting."""
+    topic = admin.list_topics(topic=settings.topic_events, timeout=10).topics[settings.topic_events]
+    count = len(topic.partitions)
+    if count != settings.events_partitions:
+        log.warning(
+            "events topic partition count differs from RECSTREAM_EVENTS_PARTITIONS; using the topic's",
+            extra={"topic": count, "setting": settings.events_partitions},
+        )
+    return count
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+
+    from streams.worker.app import build_app
+
+    logs.configure(settings.log_level)
+    admin = wait_for_kafka(settings)
+    ensure_topics(admin, topic_specs(settings))
+    partitions = events_partition_count(admin, settings)
+    settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    log.info(
+        "worker starting",
+        extra={"bootstrap": settings.kafka_bootstrap, "data_dir": str(settings.worker_dir),
+               "metrics": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"},
+    )
+    discard_cache_after_crash(settings.worker_dir)
+    app = build_app(settings, partitions)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    code: object = 1
+    try:
+        worker.execute_from_commandline()
+        code = 0
+    except SystemExit as exc:
+        code = commit_gate.FAILED_EXIT if commit_gate.stopped_by else exc.code
+        raise SystemExit(code) from None
+    finally:
+        if code in (0, None) and not commit_gate.stopped_by:
+            (settings.worker_dir / CLEAN_MARKER).touch()
+    if commit_gate.stopped_by:
+        raise SystemExit(commit_gate.FAILED_EXIT)
+
+
+CLEAN_MARKER = "clean-shutdown"
+
+
+def discard_cache_after_crash(worker_dir: Path) -> None:
+    """After a kill -9 the local table copy is dropped and rebuilt from the changelog. RocksDB
+    holds only acknowledged states (streams/worker/table_writes.py), but Faust's persisted offset can be
+    past the end a broker reports (the embedded Tansu under-reports it), and Faust then refuses to
+    start (ConsistencyError). The changelog is the truth and offsets are only committed after it is
+    flushed, so rebuilding loses nothing; it costs a full changelog read at start.
+    """
+    marker = worker_dir / CLEAN_MARKER
+    tables = worker_dir / "faust"
+    if tables.exists() and not marker.exists():
+        log.warning(
+            "the previous run of this worker did not shut down cleanly: rebuilding its table state from the changelog",
+            extra={"discarded": str(tables)},
+        )
+        shutil.rmtree(tables)
+    marker.unlink(missing_ok=True)

@@ -1,0 +1,81 @@
+"""The read API: any worker answers for any user, from its list cache, with the list subscribers saw."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import jsonschema
+import pytest
+
+from models.datasets.synthetic import generate_catalog
+from schemas.records import Event, EventType
+from streams.kafka.producing import Publisher, make_producer, publish_events
+from streams.kafka.topics import partition_for
+from streams.kafka.watching import RecommendationWatcher
+from streams.lab.reliability.scaleout import wait_for_owners
+from streams.lab.stack import LocalStack, WorkerProcess
+from streams.worker.http_api import SERVED_BY
+
+pytestmark = pytest.mark.integration
+
+
+def get(worker: WorkerProcess, path: str) -> tuple[int, dict[str, str], Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.http_port}{path}", timeout=10) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read())
+
+
+@pytest.fixture(scope="module")
+def two_workers(stack: LocalStack) -> tuple[WorkerProcess, WorkerProcess, dict[int, str]]:
+    _, first = stack.start_worker_with_catalog(generate_catalog(), "api-a")
+    second = stack.add_worker("api-b")
+    partitions = stack.settings().events_partitions
+    owners = wait_for_owners([first, second], partitions, lambda o: len(set(o.values())) == 2 and second.is_ready(), 240)
+    return first, second, owners
+
+
+def test_any_worker_serves_every_users_latest_list(stack: LocalStack, two_workers) -> None:
+    first, second, owners = two_workers
+    settings = stack.settings()
+    catalog = generate_catalog()
+    users = [f"api-user-{n}" for n in range(24)]
+    assert {partition_for(u, settings.events_partitions) for u in users} == set(owners), "users in every partition"
+    now = int(time.time() * 1000)
+    events = [Event(event_id=f"{u}-{i}", user_id=u, type=EventType.CLICK, item_id=catalog[(n * 7 + i) % len(catalog)].item_id,
+                    ts=now + i) for n, u in enumerate(users) for i in range(3)]
+    publisher = Publisher(make_producer(settings))
+    with RecommendationWatcher(settings) as watcher:
+        publish_events(publisher, settings.topic_events, events)
+        publisher.flush()
+        for u in users:
+            assert watcher.wait_for_trigger(f"{u}-2", timeout=60) is not None, u
+        latest = {u: watcher.latest[u] for u in users}
+
+    schema = get(first, "/openapi.json")[2]["components"]["schemas"]["Recommendation"]
+    for worker in (first, second):
+        for u in users:
+            status, headers, body = get(worker, f"/recommendations/{u}")
+            assert status == 200, body
+            assert body == latest[u].value, "the API serves the list subscribers last saw"
+            jsonschema.validate(body, schema)
+            assert all(item["reason"] for item in body["items"])
+            owner = owners[partition_for(u, settings.events_partitions)]
+            assert headers.get(SERVED_BY) == owner, f"{u}: served by {headers.get(SERVED_BY)}, owned by {owner}"
+
+
+def test_unknown_users_and_health_answer_in_json(two_workers) -> None:
+    first, second, _ = two_workers
+    for worker in (first, second):
+        status, _, body = get(worker, "/recommendations/nobody-ever")
+        assert status == 404 and "no recommendations" in body["error"]
+        assert get(worker, "/healthz")[:1] == (200,)
+        status, _, body = get(worker, "/readyz")
+        assert status == 200 and body["status"] == "ready"
+        doc = get(worker, "/openapi.json")[2]
+        assert doc["openapi"].startswith("3.") and "/recommendations/{user_id}" in doc["paths"]
