@@ -144,8 +144,20 @@ class EventsProcessor:
         beyond that the agent waits, which is the backpressure on a slow broker."""
         previous = self._stages[-1] if self._stages else None
         self._stages.append(asyncio.ensure_future(self._publish(previous, states, lists, produced_at)))
-        while len(self._stages) > MAX_STAGES or (self._stages and self._stages[0].done()):
-            await self._stages.popleft()  # re-raises a failed stage: `process` latches it, the worker stops
+        while len(self._stages) > MAX_STAGES:
+            await self._stages[0]
+            self._reap_stages()
+        self._reap_stages()
+
+    def _reap_stages(self) -> None:
+        """Take finished stages off the queue, oldest first; a failed one re-raises (`process` latches it).
+
+        A stage leaves the queue only once it is done, never while it runs: the next batch's stage
+        chains onto the newest one still in the queue, so if a running stage were taken off (by a
+        drain, say), a newer batch's changelog record could overtake an older one's for the same
+        user, and the older state would win on disk and in the changelog."""
+        while self._stages and self._stages[0].done():
+            self._stages.popleft().result()
 
     async def _publish(
         self, previous: asyncio.Future[None] | None, states: tuple[int, list[Written]], lists: list[Written],
@@ -177,7 +189,8 @@ class EventsProcessor:
         A failure here latches `failed` (and re-raises): the commit it guards must not happen."""
         try:
             while self._stages:
-                await self._stages.popleft()
+                await self._stages[-1]  # the newest stage waits for every one before it
+                self._reap_stages()
             # A batch may stage more while this waits; only what was sent before the flush is persisted.
             sent = self.users.last_sent()
             await self.output.flush()

@@ -32,6 +32,10 @@ class CrashReport:
     recovery_s: list[float] = field(default_factory=list)
     # "user: what differs" for users whose state differs from the run without crashes.
     differing_users: list[str] = field(default_factory=list)
+    # The reference itself (a fresh worker reading the whole backlog, no faults) is checked too: a
+    # loss there would hide as "the crashed run differs" or, worse, make both agree on a wrong state.
+    reference_lost: int = 0
+    reference_twice: int = 0
 
 
 def run_crash_replay(
@@ -61,9 +65,11 @@ def run_crash_replay(
         sender.join()
     crashed = wait_until_applied(worker.env, workdir / "crashed.jsonl", last_of_user, timeout=300)
     reference = reference_export(stack, workdir, last_of_user)
-    lost, twice = lost_and_twice(events_per_user(events), crashed)
+    sent = events_per_user(events)
+    lost, twice = lost_and_twice(sent, crashed)
+    reference_lost, reference_twice = lost_and_twice(sent, reference)
     differing = [f"{u}: {diff}" for u in reference if (diff := state_difference(crashed.get(u), reference[u]))]
-    return CrashReport(len(events), kills, lost, twice, recoveries, differing)
+    return CrashReport(len(events), kills, lost, twice, recoveries, differing, reference_lost, reference_twice)
 
 
 def reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, str]) -> dict[str, dict]:

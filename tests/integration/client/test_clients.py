@@ -103,7 +103,9 @@ def test_the_readme_quickstart_sends_events_and_reads_the_list_from_the_topic_an
     assert "127.0.0.1:9092" in code and "127.0.0.1:6066" in code, "the quickstart uses the default addresses"
     code = code.replace("127.0.0.1:9092", stack.settings().kafka_bootstrap).replace(
         "127.0.0.1:6066", f"127.0.0.1:{worker.http_port}")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # The stack names its own topics (RECSTREAM_TOPIC_*): the block reads them from the environment, as an app would.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env={**os.environ, **stack.extra_env})
     assert result.returncode == 0, result.stderr
     from_topic, over_http = result.stdout.strip().splitlines()
     top3 = ast.literal_eval(from_topic)  # the block prints Python reprs: a list of (item id, reason) pairs

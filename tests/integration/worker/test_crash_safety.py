@@ -20,5 +20,7 @@ def test_kill_9_during_a_replay_loses_nothing_and_applies_nothing_twice(stack: L
     report = run_crash_replay(stack, catalog, events, kills=2, rate=800.0, workdir=tmp_path)
     print(f"\ncrash-safety: {report.kills} kill -9, {report.events} events, recovery seconds {report.recovery_s}")
     assert (report.lost, report.twice) == (0, 0), f"{report.lost} events lost, {report.twice} applied twice"
+    assert (report.reference_lost, report.reference_twice) == (0, 0), \
+        "the run without crashes (a fresh worker reading the backlog) applied every event once"
     assert report.differing_users == [], "final state equals that of a run without crashes"
     assert len(report.recovery_s) == 2 and max(report.recovery_s) < 90, report.recovery_s
