@@ -9,7 +9,7 @@ from models.datasets import movielens, synthetic
 from schemas.records import Event, Item
 
 # A checkout next to the shared datasets folder (as on the project's machines) uses it by default.
-SHARED_MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
+SHARED_MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ml-latest-small"
 
 
 @dataclass(frozen=True)
