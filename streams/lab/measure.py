@@ -1,8 +1,9 @@
-"""Measuring a replay from outside: throughput and event-to-recommendation latency.
+"""Measuring a replay from outside: throughput and event-to-list latency for every event.
 
-Latency is the recommendation's Kafka timestamp minus the moment its trigger event was handed to
-the producer: what a downstream subscriber experiences. Lists are coalesced per user and batch,
-so only trigger events have a latency of their own.
+An event's latency runs from the moment it is handed to the producer until a separate subscriber (an
+ordinary consumer, as an app runs one) receives a list that reflects it: a list whose trigger is that
+event or a later event of the same user. A batch publishes one list per user, for their newest event,
+so the earlier events of a batch, which waited longest, are timed by that list too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from schemas.records import Event
 from streams.kafka.producing import Publisher, paced, publish_event
-from streams.kafka.watching import RecommendationWatcher
+from streams.kafka.watching import RecommendationWatcher, Seen
 from streams.settings import Settings
 
 
@@ -37,6 +38,7 @@ class ReplayReport:
     latency_ms_p50: float
     latency_ms_p95: float
     latency_ms_p99: float
+    # Events timed: every event sent (an event no list ever reflected fails the replay instead).
     latency_samples: int
 
     def as_dict(self) -> dict[str, float | int | None]:
@@ -49,34 +51,63 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return statistics.quantiles(sorted_values, n=1000, method="inclusive")[int(q * 1000) - 1] if len(sorted_values) > 1 else sorted_values[0]
 
 
+def event_latencies_ms(events: Sequence[Event], sent_at: Sequence[float], lists: Sequence[Seen]) -> list[float]:
+    """Per event: when the first list reflecting it was received, minus when it was sent (ms).
+
+    Lists are taken in the order they were received; a list for user u triggered by u's k-th event
+    reflects u's events up to k that no earlier list reflected.
+    """
+    position: dict[str, tuple[str, int]] = {}
+    sequence: dict[str, list[int]] = {}
+    for i, e in enumerate(events):
+        seq = sequence.setdefault(e.user_id, [])
+        position[e.event_id] = (e.user_id, len(seq))
+        seq.append(i)
+    timed: dict[str, int] = {}  # user -> how many of their events are timed
+    out: list[float] = []
+    for seen in sorted(lists, key=lambda s: s.received_at):
+        where = position.get(seen.value.get("trigger_event_id", ""))
+        if where is None or where[0] != seen.user_id:
+            continue
+        user, k = where
+        for j in range(timed.get(user, 0), k + 1):
+            out.append((seen.received_at - sent_at[sequence[user][j]]) * 1000.0)
+        timed[user] = max(timed.get(user, 0), k + 1)
+    return out
+
+
 def measured_replay(
     settings: Settings, publisher: Publisher, events: Sequence[Event], rate: float | None, settle_timeout: float = 300.0
 ) -> ReplayReport:
-    """Publish `events`, then wait until each user's newest event has produced a list."""
+    """Publish `events` at `rate`/s (None: at once), then wait until every event is reflected in a list
+    the subscriber received; every event's latency is timed."""
     last_event_of_user = {e.user_id: e.event_id for e in events}
-    sent_at: dict[str, float] = {}
+    sent_at = [0.0] * len(events)
     with RecommendationWatcher(settings) as watcher:
         start = time.time()
-        for event in paced(events, rate):
-            sent_at[event.event_id] = time.time()
+        for i, event in enumerate(paced(events, rate)):
+            sent_at[i] = time.time()
             publish_event(publisher, settings.topic_events, event)
         publisher.flush()
         pending = set(last_event_of_user.values())
         deadline = time.monotonic() + settle_timeout
         done_at = time.time()
+        seen_upto = 0
         while pending and time.monotonic() < deadline:
-            for seen in watcher.snapshot():
+            lists = watcher.snapshot()
+            for seen in lists[seen_upto:]:
                 trigger = seen.value.get("trigger_event_id")
                 if trigger in pending:
                     pending.discard(trigger)
-                    done_at = max(done_at, seen.kafka_ts_ms / 1000.0)
+                    done_at = max(done_at, seen.received_at)
+            seen_upto = len(lists)
             time.sleep(0.2)
         if pending:
             raise TimeoutError(f"{len(pending)} users got no list for their last event within {settle_timeout:.0f}s")
         lists = watcher.snapshot()
-    latencies = sorted(
-        s.kafka_ts_ms - sent_at[t] * 1000.0 for s in lists if (t := s.value.get("trigger_event_id")) in sent_at
-    )
+    latencies = sorted(event_latencies_ms(events, sent_at, lists))
+    if len(latencies) != len(events):
+        raise AssertionError(f"{len(events) - len(latencies)} of {len(events)} events were never reflected in a list")
     seconds = max(done_at - start, 1e-9)
     return ReplayReport(
         events=len(events),

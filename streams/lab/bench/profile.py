@@ -18,7 +18,7 @@ import click
 
 from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
 from streams.lab import sources
-from streams.lab.bench.stream_bench import wide_stream
+from streams.lab.bench.stream_bench import interleaved, wide_stream
 from streams.lab.markdown_sections import write_section
 from streams.lab.reliability.checks import isolated_env
 from streams.lab.stack import LocalStack
@@ -52,7 +52,9 @@ def profile_backlog(source: sources.Source, events: int, seconds: int, root: Pat
         settings = stack.settings()
         publisher = Publisher(make_producer(settings))
         publish_items(publisher, settings.topic_items, source.items())
-        publish_events(publisher, settings.topic_events, wide_stream(source.events(min(events, 100_000)), events, "p-"))
+        # The wide backlog of `recstream bench`: consecutive events of different users, one list per event.
+        backlog = interleaved(wide_stream(source.events(min(events, 100_000)), events, "p-"))
+        publish_events(publisher, settings.topic_events, backlog)
         publisher.flush(600)
         worker = stack.add_worker("profiled")
         while not worker.is_ready() or not worker.metric("recstream_events_total"):
@@ -82,7 +84,7 @@ def bench_profile(movielens: Path | None, generated: bool, events: int, seconds:
     incl, own = collapse(raw, top)
     body = "\n".join([
         f"Command: `recstream bench-profile {' '.join(sys.argv[2:])}`  ",
-        f"Worker applying a backlog from {source.name} at {rate:,.0f} events/s while sampled (py-spy, all threads; "
+        f"Worker applying a wide backlog (consecutive events of different users) from {source.name} at {rate:,.0f} events/s while sampled (py-spy, all threads; "
         "the share of samples in which a function was on the stack, then at the top of it).",
         "", "```", "inclusive:", *[f"{s:5.1f}%  {f}" for s, f in incl], "", "self:", *[f"{s:5.1f}%  {f}" for s, f in own], "```",
     ])

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rocksdict import Options, Rdict
 
@@ -40,6 +40,51 @@ def wide_stream(events: Sequence[Event], n: int, tag: str, events_per_user: int 
         if len(out) == n:
             break
     return out
+
+
+def interleaved(events: Sequence[Event], block_users: int = 2_000) -> list[Event]:
+    """The same events, reordered so that consecutive events belong to different users.
+
+    A busy site has thousands of people active at once: its event log rarely holds two events of one
+    user in a row. Users are taken in blocks of `block_users` (in order of their first event) and each
+    block is dealt round-robin, first events first, so a batch of up to `block_users` events holds each
+    user once, each user's own order is kept, and time still moves forward block by block.
+    """
+    by_user: dict[str, list[Event]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    users = list(by_user)
+    out: list[Event] = []
+    for start in range(0, len(users), block_users):
+        block = [by_user[u] for u in users[start : start + block_users]]
+        for k in range(max(len(b) for b in block)):
+            out.extend(b[k] for b in block if k < len(b))
+    return out
+
+
+def consecutive_same_user(events: Sequence[Event]) -> float:
+    """Share of events whose predecessor in the log belongs to the same user (what a batch can coalesce)."""
+    same = sum(1 for a, b in zip(events, events[1:]) if a.user_id == b.user_id)
+    return same / max(1, len(events) - 1)
+
+
+def broker_ceiling(settings: Settings, topic: str, count: int, timeout: float = 300) -> float:
+    """Messages/s a plain confluent-kafka consumer reads `topic` from its start until `count` messages:
+    what the broker could hand a worker, on the same machine, in the same run."""
+    consumer = Consumer({**settings.confluent_config(), "group.id": f"ceiling-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        read, started = 0, time.perf_counter()
+        deadline = time.monotonic() + timeout
+        while read < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {read} of {count} messages of {topic} within {timeout:.0f}s")
+            read += sum(1 for m in consumer.consume(num_messages=10_000, timeout=0.5) if not m.error())
+        return round(read / (time.perf_counter() - started), 1)
+    finally:
+        consumer.close()
 
 
 class _ListClock:
@@ -102,9 +147,13 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
         raise LookupError(f"no list reached {settings.topic_recommendations}; see {worker.log_path}")
     seconds = max((clock.last_ms - clock.first_ms) / 1000.0, 1e-9)
     result = {"events": len(events), "users": len({e.user_id for e in events}), "lists": clock.lists,
+              "consecutive_same_user": round(consecutive_same_user(events), 3),
               "seconds": round(seconds, 2), "events_per_s": round(len(events) / seconds, 1),
+              "lists_per_s": round(clock.lists / seconds, 1),
               "worker_rss_mb": round(rss_mb(worker.proc.pid), 1) if worker.proc else None}
     worker.stop()
+    # The ceiling in the same run: the same backlog, from the same broker, read by a plain consumer.
+    result["broker_ceiling_events_per_s"] = broker_ceiling(settings, settings.topic_events, len(events))
     return result
 
 
