@@ -68,7 +68,8 @@ clean:
 eval: install
 	$(BIN)/recstream evaluate --json docs/evaluation/ml-latest-small.json --plot docs/evaluation/hit-at-10.png
 
-# Throughput, latency, item ingestion, index and state size (issue 5) into BENCHMARKS.md; --quick: < 5 min.
+# One worker as a busy site sees it (issue 14) into BENCHMARKS.md: wide and file-order backlogs, every event's
+# latency at a subscriber, the broker ceiling, items, the index at the worker's k, state bytes by history length.
 bench: install
 	$(BIN)/recstream bench --json docs/bench.json --write BENCHMARKS.md
 
