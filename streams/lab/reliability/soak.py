@@ -50,6 +50,9 @@ class SoakReport:
     # Users whose state differs from the fault-free reference ("user: what differs").
     differing_users: list[str] = field(default_factory=list)
     users_compared: int = 0
+    # The fault-free reference is itself checked for lost and doubled events.
+    reference_lost: int = 0
+    reference_twice: int = 0
     hostile_sent: int = 0
     hostile_missing: int = 0
     hostile_wrong_reason: int = 0
@@ -266,6 +269,7 @@ def run_soak(
     note("reference run without faults")
     reference = reference_export(stack, workdir, last_of_user)
     report.users_compared = len(reference)
+    report.reference_lost, report.reference_twice = lost_and_twice(events_per_user(kept), reference)
     report.differing_users = [f"{u}: {d}" for u in sorted(reference) if (d := state_difference(rows.get(u), reference[u]))]
     return report
 

@@ -27,6 +27,7 @@ def test_mixed_faults_lose_nothing_and_apply_nothing_twice(tmp_path: Path) -> No
         assert word in happened, f"the soak never did: {word} ({report.timeline})"
     assert len(KINDS) == 6
     assert (report.lost, report.twice) == (0, 0), f"{report.lost} lost, {report.twice} applied twice"
+    assert (report.reference_lost, report.reference_twice) == (0, 0), "the fault-free reference applied every event once"
     assert report.differing_users == [], report.differing_users[:5]
     assert report.users_compared >= 400
     assert report.hostile_sent > 0 and (report.hostile_missing, report.hostile_wrong_reason) == (0, 0)
