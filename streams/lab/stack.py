@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.records import Item
-from streams.kafka.producing import Publisher, make_producer, publish_items
+from confluent_kafka.admin import AdminClient
+
+from schemas.records import Event, Item
+from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
+from streams.kafka.topics import ensure_topics, topic_specs
 from streams.lab.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 
@@ -146,6 +149,15 @@ class LocalStack:
         worker = self.add_worker(worker_id, fresh_state=fresh_state)
         worker.wait_ready(timeout=timeout)
         return publisher, worker
+
+    def prefill(self, catalog: Sequence[Item], events: Sequence[Event], timeout: float = 600.0) -> None:
+        """Create the topics and publish `catalog` and `events` before any worker starts: a backlog."""
+        settings = self.settings()
+        ensure_topics(AdminClient(settings.confluent_config()), topic_specs(settings))
+        publisher = Publisher(make_producer(settings))
+        publish_items(publisher, settings.topic_items, catalog)
+        publish_events(publisher, settings.topic_events, events)
+        publisher.flush(timeout=timeout)
 
     def stop(self) -> None:
         for worker in self.workers:

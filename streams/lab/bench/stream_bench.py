@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from rocksdict import Options, Rdict
 
 from schemas.records import Event, Item
-from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
-from streams.kafka.topics import ensure_topics, topic_specs
+from streams.kafka.producing import Publisher, publish_items
 from streams.lab.measure import measured_replay
 from streams.lab.reliability.backpressure import remapped, rss_mb
 from streams.lab.stack import LocalStack, WorkerProcess
@@ -121,11 +119,7 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
     """
     settings = stack.settings()
     # The worker would create the topics; the clock must be on the recommendations topic before it starts.
-    ensure_topics(AdminClient(settings.confluent_config()), topic_specs(settings))
-    publisher = Publisher(make_producer(settings))
-    publish_items(publisher, settings.topic_items, catalog)
-    publish_events(publisher, settings.topic_events, events)
-    publisher.flush(timeout=600)
+    stack.prefill(catalog, events, timeout=600)
     clock = _ListClock(settings)
     try:
         worker = stack.add_worker("throughput")

@@ -11,11 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
 from schemas.records import Event, Item
-from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
-from streams.kafka.topics import ensure_topics, topic_specs
 from streams.lab.reliability.checks import events_per_user, isolated_env, lost_and_twice, wait_until_applied
 from streams.lab.stack import LocalStack
 
@@ -38,12 +34,7 @@ def run_backlog_trials(
     out: list[BacklogTrial] = []
     for t in range(trials):
         with LocalStack(root / f"trial-{t}", bootstrap=bootstrap, extra_env=isolated_env()) as stack:
-            settings = stack.settings()
-            ensure_topics(AdminClient(settings.confluent_config()), topic_specs(settings))
-            publisher = Publisher(make_producer(settings))
-            publish_items(publisher, settings.topic_items, catalog)
-            publish_events(publisher, settings.topic_events, events)
-            publisher.flush(timeout=300)
+            stack.prefill(catalog, events, timeout=300)
             worker = stack.add_worker(f"backlog-{t}")
             worker.wait_ready(timeout=240)
             rows = wait_until_applied(worker.env, root / f"trial-{t}.jsonl", last_of_user, timeout=600)
