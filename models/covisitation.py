@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from models.interest import UserState
 from models.params import CoreParams
@@ -73,6 +74,27 @@ def anchors_of(state: UserState, params: CoreParams) -> list[tuple[str, float]]:
         if len(out) == params.covis_anchors:
             break
     return out
+
+
+@dataclass(frozen=True)
+class AnchorScores:
+    """`CoVisitation.anchor_scores` for a batch of users (u) over dense item ids (c)."""
+
+    # (users x items) co-visitation score, only where positive.
+    scores: sparse.csr_matrix
+    # (anchor rows x items) the raw pair weights of every anchor used, column indices sorted.
+    rows: sparse.csr_matrix
+    # (users x anchor slots) which row of `rows` is the user's i-th anchor (-1: no evidence), its
+    # dense id, and its recency weight: together they say which anchor explains an item.
+    slot_row: np.ndarray
+    slot_id: np.ndarray
+    slot_weight: np.ndarray
+
+    def pair_keys(self) -> np.ndarray:
+        """row * (number of dense ids) + item id of every entry of `rows`, ascending: with
+        `np.searchsorted` a whole batch's pair lookups are one call."""
+        per_row = np.diff(self.rows.indptr)
+        return np.repeat(np.arange(len(per_row), dtype=np.int64), per_row) * self.rows.shape[1] + self.rows.indices
 
 
 class _Row:
@@ -253,37 +275,62 @@ class CoVisitation:
         return {} if i is None else {self._names[j]: v for j, v in self._pairs[i].items()}
 
     def scores(self, anchors: Sequence[tuple[str, float]]) -> np.ndarray:
-        """Co-visitation score of every item by dense id (0 where unreached); see `sparse_scores`."""
-        acc = np.zeros(len(self._names), dtype=np.float64)
-        ids, values = self.sparse_scores(anchors)
-        acc[ids] = values
-        return acc
+        """One user's co-visitation score of every item, by dense id (0 where unreached)."""
+        return self.anchor_scores([anchors]).scores.toarray()[0]
 
-    def sparse_scores(self, anchors: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-        """(dense ids, scores) of the items reachable from the anchors, ids ascending, scores > 0.
+    def anchor_scores(self, anchor_lists: Sequence[Sequence[tuple[str, float]]]) -> AnchorScores:
+        """Co-visitation scores of many users at once: one sparse product of their anchor weights
+        with the pair rows of every anchor they name.
 
-        score(c) = sum_a w_a * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm.
+        score(u, c) = sum_a w_ua * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm.
         Sparse because a user's anchors reach a few hundred items of a catalog of any size.
         """
         counts = self._counts
-        id_parts: list[np.ndarray] = []
-        value_parts: list[np.ndarray] = []
-        for anchor, weight in anchors:
-            a = self._ids.get(anchor)
-            # An item never visited here (its visits predate the topic's retention) has pairs but no
-            # count to damp them by: it is no evidence, not infinite evidence.
-            if a is None or counts[a] <= 0 or not len(self._pairs[a]):
-                continue
-            ids, values = self._pairs[a].live()
-            id_parts.append(ids)
-            value_parts.append((weight / counts[a] ** self.params.anchor_norm) * values)
-        if not id_parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        uniq, where = np.unique(np.concatenate(id_parts), return_inverse=True)
-        acc = np.bincount(where, weights=np.concatenate(value_parts), minlength=len(uniq))
-        reach = counts[uniq]
-        keep = (acc > 0) & (reach > 0)
-        return uniq[keep], acc[keep] / reach[keep] ** self.params.candidate_norm
+        slots = max((len(a) for a in anchor_lists), default=0)
+        slot_row = np.full((len(anchor_lists), slots), -1, dtype=np.int64)
+        slot_id = np.full((len(anchor_lists), slots), -1, dtype=np.int64)
+        slot_weight = np.zeros((len(anchor_lists), slots), dtype=np.float64)
+        row_of: dict[int, int] = {}
+        row_ids: list[np.ndarray] = []
+        row_values: list[np.ndarray] = []
+        w_rows: list[int] = []
+        w_values: list[float] = []
+        w_indptr = [0]
+        for u, anchors in enumerate(anchor_lists):
+            for slot, (anchor, weight) in enumerate(anchors):
+                a = self._ids.get(anchor)
+                # An item never visited here (its visits predate the topic's retention) has pairs but no
+                # count to damp them by: it is no evidence, not infinite evidence.
+                if a is None or counts[a] <= 0 or not len(self._pairs[a]):
+                    continue
+                r = row_of.get(a)
+                if r is None:
+                    r = row_of[a] = len(row_ids)
+                    ids, values = self._pairs[a].live()
+                    row_ids.append(ids)
+                    row_values.append(values)
+                slot_row[u, slot], slot_id[u, slot], slot_weight[u, slot] = r, a, weight
+                w_rows.append(r)
+                w_values.append(weight / counts[a] ** self.params.anchor_norm)
+            w_indptr.append(len(w_rows))
+        n = len(self._names)
+        indptr = np.zeros(len(row_ids) + 1, dtype=np.int64)
+        np.cumsum([len(ids) for ids in row_ids], out=indptr[1:])
+        rows = sparse.csr_matrix(
+            (np.concatenate(row_values) if row_values else np.zeros(0),
+             np.concatenate(row_ids) if row_ids else np.zeros(0, dtype=np.int64), indptr),
+            shape=(len(row_ids), n),
+        )
+        rows.sort_indices()
+        weights = sparse.csr_matrix((np.asarray(w_values, dtype=np.float64), np.asarray(w_rows, dtype=np.int64),
+                                     np.asarray(w_indptr, dtype=np.int64)), shape=(len(anchor_lists), len(row_ids)))
+        scores = weights @ rows
+        reach = self.counts
+        damp = np.zeros(n)
+        np.power(reach, -self.params.candidate_norm, out=damp, where=reach > 0)
+        scores.data *= damp[scores.indices]
+        scores.eliminate_zeros()  # unreached (count 0) and underflowed candidates
+        return AnchorScores(scores, rows, slot_row, slot_id, slot_weight)
 
     def popular_ids(self) -> np.ndarray:
         """Dense ids of the `popular_candidates` most popular items right now, most popular first."""

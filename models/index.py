@@ -58,6 +58,8 @@ class ItemIndex:
         self._live = 0
         # A copy of every vector by label: hnswlib's get_items is slow for the per-batch lookups.
         self._vecs = np.zeros((capacity, dim), dtype=np.float32)
+        # Live (not deleted) by label: the batched ranking filters whole rows of candidates with it.
+        self._live_mask = np.zeros(capacity, dtype=bool)
 
     # -- reading -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -96,6 +98,30 @@ class ItemIndex:
     def item_ids(self, live_only: bool = True) -> Iterable[str]:
         return (m.item_id for m in self._by_label if not (live_only and m.deleted))
 
+    # -- by label: the batched ranking works on whole arrays indexed by label --------------------
+    @property
+    def n_labels(self) -> int:
+        """Labels handed out so far (deleted items keep theirs): the width of a by-label array."""
+        return len(self._by_label)
+
+    def labels_of(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Each item's label, -1 for an item the index never held."""
+        meta = self._meta
+        return np.fromiter((m.label if (m := meta.get(i)) is not None else -1 for i in item_ids), dtype=np.int64)
+
+    def ids_of_labels(self, labels: np.ndarray) -> list[str]:
+        return self._label_ids()[labels].tolist()
+
+    @property
+    def live_mask(self) -> np.ndarray:
+        """True where a label's item is live (a view; do not modify)."""
+        return self._live_mask[: len(self._by_label)]
+
+    @property
+    def unit_vectors(self) -> np.ndarray:
+        """Every label's unit vector (rows of deleted items are stale; mask them with `live_mask`)."""
+        return self._vecs[: len(self._by_label)]
+
     # -- writing -----------------------------------------------------------------------------
     def upsert(self, item_id: str, title: str, categories: list[str], digest: str, vector: np.ndarray | None) -> None:
         """Add or update one item; `vector` may be None only when the text is unchanged."""
@@ -107,6 +133,7 @@ class ItemIndex:
             self._ensure_capacity(meta.label + 1)
             self._hnsw.add_items(vector.reshape(1, -1), [meta.label])
             self._vecs[meta.label] = _unit_rows(vector.reshape(1, -1))[0]
+            self._live_mask[meta.label] = True
             self._meta[item_id] = meta
             self._by_label.append(meta)
             self._live += 1
@@ -114,6 +141,7 @@ class ItemIndex:
             if meta.deleted:
                 self._hnsw.unmark_deleted(meta.label)
                 meta.deleted = False
+                self._live_mask[meta.label] = True
                 self._live += 1
             if vector is not None:
                 self._hnsw.add_items(vector.reshape(1, -1), [meta.label], replace_deleted=False)
@@ -136,6 +164,7 @@ class ItemIndex:
         self._ensure_capacity(start + len(metas))
         self._hnsw.add_items(np.asarray(vectors, dtype=np.float32), [m.label for m in metas])
         self._vecs[start : start + len(metas)] = _unit_rows(vectors)
+        self._live_mask[start : start + len(metas)] = True
         for m in metas:
             self._meta[m.item_id] = m
         self._by_label.extend(metas)
@@ -151,6 +180,7 @@ class ItemIndex:
             return False
         self._hnsw.mark_deleted(meta.label)
         meta.deleted = True
+        self._live_mask[meta.label] = False
         self._live -= 1
         return True
 
@@ -161,6 +191,9 @@ class ItemIndex:
             grown = np.zeros((self._hnsw.get_max_elements(), self.dim), dtype=np.float32)
             grown[: len(self._vecs)] = self._vecs
             self._vecs = grown
+            live = np.zeros(len(grown), dtype=bool)
+            live[: len(self._live_mask)] = self._live_mask
+            self._live_mask = live
 
     # -- querying ----------------------------------------------------------------------------
     def query(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -223,6 +256,8 @@ class ItemIndex:
         self._meta = {m.item_id: m for m in self._by_label}
         self._vecs = np.zeros((self._hnsw.get_max_elements(), self.dim), dtype=np.float32)
         live = [m.label for m in self._by_label if not m.deleted]
+        self._live_mask = np.zeros(len(self._vecs), dtype=bool)
+        self._live_mask[live] = True
         if live:  # hnswlib cannot return deleted items; their rows are never read
             self._vecs[live] = self._hnsw.get_items(live, return_type="numpy")
         self._live = sum(1 for m in self._by_label if not m.deleted)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,8 +38,9 @@ class UserState:
     last_offset: int = -1
     # (item_id, event type) newest last, bounded by CoreParams.recent_items.
     recent: tuple[tuple[str, str], ...] = ()
-    # Items never to recommend again: purchased or disliked.
-    excluded: frozenset[str] = field(default_factory=frozenset)
+    # Items not to recommend again: purchased or disliked, oldest first, the newest
+    # CoreParams.excluded_items of them (a user's state must not grow with their history).
+    excluded: tuple[str, ...] = ()
     last_query: str | None = None
     query_vec: np.ndarray | None = None
     # The newest event was a search: the list should follow the query, not the history.
@@ -131,7 +132,7 @@ def apply_event(
             short = short + weight * item_vec
         recent = (recent + ((event.item_id, event.type.value),))[-params.recent_items :]
         if event.type in _EXCLUDING:
-            excluded = excluded | {event.item_id}
+            excluded = exclude_newest(excluded, event.item_id, params.excluded_items)
 
     return replace(
         state,
@@ -149,6 +150,13 @@ def apply_event(
         applied_digest=(state.applied_digest + event_digest(event.event_id)) % _DIGEST_MOD,
         rekeyed=_with_origin(state.rekeyed, origin),
     )
+
+
+def exclude_newest(excluded: tuple[str, ...], item_id: str, limit: int) -> tuple[str, ...]:
+    """`item_id` as the newest exclusion (moved there if it was one already), the oldest dropped
+    beyond `limit`."""
+    kept = tuple(i for i in excluded if i != item_id) + (item_id,)
+    return kept[-limit:] if limit > 0 else ()
 
 
 def _unit(v: np.ndarray) -> np.ndarray | None:

@@ -29,6 +29,8 @@ class CoreParams:
     short_weight: float = 0.5
     # Bounded history kept per user, for reasons and co-visitation.
     recent_items: int = 50
+    # Purchased or disliked items never recommended again: the newest this many (the oldest drop out).
+    excluded_items: int = 100
     # Co-visitation: an item visited after another within this many of the user's items forms a
     # pair, weighted 1/distance; the reverse direction (B then A suggests A) counts this much.
     covis_window: int = 50

@@ -1,31 +1,48 @@
-"""Candidate generation, ranking and reasons: from a user's state to a top-k list.
+"""Candidate generation, ranking and reasons: from users' states to top-k lists, a batch at a time.
 
 Three candidate sources, one blended score:
 - co-visitation from the user's newest items (what people went on to after those items),
 - popularity now (decayed), which also carries cold users,
-- HNSW content neighbours of the user's interest vector, the only way to reach items nobody has
+- content neighbours of the user's interest vector, the only way to reach items nobody has
   interacted with yet, which get an extra `w_fresh` so new items are not starved.
 A user with no co-visitation evidence, or whose newest event is a search, gets a content-led list.
-Batched on purpose: the agent recomputes every user touched by a batch with one index query.
+
+Every user of a batch is ranked at once, on whole arrays (`recommend_many`):
+- co-visitation is one sparse product of the batch's anchor weights with the anchors' pair rows
+  (`CoVisitation.anchor_scores`);
+- content neighbours come from the HNSW index for content-led users; for users with co-visitation
+  evidence (most of them) they are the exact nearest items by one matrix product, while the
+  catalog is small enough for that to be cheaper than the graph search (`EXACT_CONTENT_MAX_ITEMS`);
+- the three signals are blended in a dense (users x candidate items) matrix, chunked to bound
+  memory; exclusions and deleted items are masks; the top k per user is a partition, not a sort;
+- reasons are worked out for the k chosen items only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+import weakref
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.covisitation import CoVisitation, anchors_of
+from models.covisitation import AnchorScores, CoVisitation, anchors_of
 from models.index import ItemIndex
-from models.interest import UserState, query_vector
+from models.interest import UserState
 from models.params import CoreParams
 
 _VERBS = {"purchase": "purchased", "click": "clicked", "browse": "viewed"}
 # How many of the newest history items may explain a content recommendation.
 _ANCHORS = 10
 POPULAR_REASON = "popular right now"
-_NOTHING: frozenset[str] = frozenset()
+# Exact content neighbours (one matrix product over the whole catalog) while the catalog has at
+# most this many items; beyond it, per-list cost would grow with the catalog: HNSW for everyone.
+EXACT_CONTENT_MAX_ITEMS = 50_000
+# ... and only for batches of at least this many such users: the product reads every item vector
+# once per batch (~15 MB for 10,000 items), which one or two graph searches undercut.
+EXACT_CONTENT_MIN_USERS = 8
+# Cells of one chunk's dense (users x candidates) matrices: at most ~8 MB each in float64.
+CHUNK_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,13 +52,37 @@ class Scored:
     reason: str
 
 
-@dataclass
-class _Terms:
-    """The normalised signals of one candidate; the score is their weighted sum."""
+@dataclass(frozen=True)
+class _Content:
+    """Each user's content neighbours: labels and (clipped) similarities, parallel arrays."""
 
-    covis: float = 0.0
-    popularity: float = 0.0
-    content: float = 0.0
+    labels: list[np.ndarray]
+    sims: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What every chunk of one batch shares."""
+
+    states: Sequence[UserState]
+    exclude: Sequence[Collection[str]] | None
+    anchors: list[list[tuple[str, float]]]
+    co: AnchorScores
+    # Per user: the largest co-visitation score (0: no evidence); content-led; searching.
+    top_co: np.ndarray
+    content_led: np.ndarray
+    searching: np.ndarray
+    content: _Content
+    # Dense co-visitation id -> index label (-1: not in the index), and back (-1: no co-visitation id).
+    label_of: np.ndarray
+    covis_of: np.ndarray
+    counts: np.ndarray  # by label
+    pops: np.ndarray  # by label
+    pop_labels: np.ndarray  # the popular candidates, by label
+    pop_max: float
+    # Anchor slots (users x slots) that may explain an item: evidence, and still in the catalog.
+    slot_live: np.ndarray
+    pair_keys: np.ndarray  # AnchorScores.pair_keys
 
 
 def recommend_many(
@@ -49,117 +90,253 @@ def recommend_many(
     index: ItemIndex,
     params: CoreParams,
     covis: CoVisitation,
-    exclude: Sequence[Container[str]] | None = None,
+    exclude: Sequence[Collection[str]] | None = None,
+    *,
+    chunk_cells: int = CHUNK_CELLS,
+    exact_content_max_items: int = EXACT_CONTENT_MAX_ITEMS,
+    exact_content_min_users: int = EXACT_CONTENT_MIN_USERS,
 ) -> list[list[Scored]]:
-    """Top-k for each state; `exclude[i]` removes more items for state i (evaluation protocols)."""
-    queries = [query_vector(s, params) for s in states]
-    rows = [i for i, q in enumerate(queries) if q is not None]
-    content: list[list[tuple[str, float]]] = [[] for _ in states]
-    if rows and len(index):
-        matrix = np.stack([queries[i] for i in rows]).astype(np.float32)
-        for i, found in zip(rows, index.query(matrix, params.content_candidates)):
-            content[i] = found
-    return [
-        _rank(state, content[i], covis, index, params, exclude[i] if exclude else _NOTHING)
-        for i, state in enumerate(states)
-    ]
+    """Top-k for each state; `exclude[i]` removes more items for state i (evaluation protocols).
+    The keywords exist for tests, which need small thresholds to reach every path."""
+    if not states:
+        return []
+    batch = _prepare(states, index, params, covis, exclude, (exact_content_max_items, exact_content_min_users))
+    out: list[list[Scored]] = []
+    step = max(1, chunk_cells // max(1, index.n_labels))
+    for start in range(0, len(states), step):
+        out.extend(_rank_chunk(batch, range(start, min(len(states), start + step)), index, params, covis))
+    return out
 
 
-def _rank(
-    state: UserState,
-    content: list[tuple[str, float]],
-    covis: CoVisitation,
-    index: ItemIndex,
-    params: CoreParams,
-    exclude: Container[str],
-) -> list[Scored]:
-    anchors = anchors_of(state, params)
-    content_ids = covis.ids_of(item for item, _ in content)  # interns new items: ids are stable
-    co_ids, co_values = covis.sparse_scores(anchors) if anchors else (np.zeros(0, np.int64), np.zeros(0))
-    top_co = float(co_values.max()) if len(co_values) else 0.0
-    # A search is an explicit request: popularity must not drown it.
-    pop_ids = np.zeros(0, dtype=np.int64) if state.searching else covis.popular_ids()
-    # Candidates: co-visited, popular now, or content neighbours; every score below is per candidate.
-    cand = np.unique(np.concatenate([co_ids, pop_ids, content_ids]).astype(np.int64))
-    co_n = np.zeros(len(cand))
-    if top_co > 0:
-        co_n[np.searchsorted(cand, co_ids)] = co_values / top_co
-    sims = np.zeros(len(cand))
-    if len(content_ids):
-        sims[np.searchsorted(cand, content_ids)] = np.maximum([sim for _, sim in content], 0.0)
-    pops = covis.popularities
-    pop_max = float(pops[pop_ids[0]]) if len(pop_ids) else 0.0
-    pop_n = pops[cand] / pop_max if pop_max > 0 else np.zeros(len(cand))
-    content_led = state.searching or top_co <= 0
-    w_content = 1.0 if content_led else params.w_content
-    w_sim = w_content + params.w_fresh * (covis.counts[cand] <= 0)
+def _prepare(
+    states: Sequence[UserState], index: ItemIndex, params: CoreParams, covis: CoVisitation,
+    exclude: Sequence[Collection[str]] | None, exact_when: tuple[int, int],
+) -> _Batch:
+    anchors = [anchors_of(s, params) for s in states]
+    co = covis.anchor_scores(anchors)
+    top_co = _row_max(co.scores.indptr, co.scores.data)
+    searching = np.array([s.searching for s in states], dtype=bool)
+    content_led = searching | (top_co <= 0)
+    content = _content_neighbours(states, index, params, content_led, exact_when)
+    label_of = _labels_of_covis(covis, index)
+    known = label_of >= 0
+    covis_of = np.full(index.n_labels, -1, dtype=np.int64)
+    covis_of[label_of[known]] = np.flatnonzero(known)
+    counts = np.zeros(index.n_labels)
+    counts[label_of[known]] = covis.counts[known]
+    pops = np.zeros(index.n_labels)
+    pops[label_of[known]] = covis.popularities[known]
+    pop_ids = covis.popular_ids()
+    pop_labels = label_of[pop_ids]
+    # A search is an explicit request: popularity must not drown it (applied per user, in the chunk).
+    pop_max = float(covis.popularities[pop_ids[0]]) if len(pop_ids) else 0.0
+    evidence = co.slot_id >= 0
+    slot_label = np.full(co.slot_id.shape, -1, dtype=np.int64)
+    slot_label[evidence] = label_of[co.slot_id[evidence]]
+    slot_live = slot_label >= 0
+    slot_live[slot_live] = index.live_mask[slot_label[slot_live]]
+    return _Batch(states, exclude, anchors, co, top_co, content_led, searching, content, label_of, covis_of,
+                  counts, pops, pop_labels[pop_labels >= 0], pop_max, slot_live, co.pair_keys())
+
+
+def _row_max(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Largest value of each row of a CSR matrix with non-negative data (0 for an empty row)."""
+    out = np.zeros(len(indptr) - 1)
+    filled = np.flatnonzero(np.diff(indptr) > 0)
+    if len(filled):
+        out[filled] = np.maximum.reduceat(data, indptr[filled])
+    return out
+
+
+def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, covis: CoVisitation) -> list[list[Scored]]:
+    """Blend, filter and pick the top k for users `users` of the batch, on (users x candidates) arrays."""
+    n = len(users)
+    rows = np.arange(n)
+    # The chunk's candidate items: every user's co-visited, popular and content items, as columns.
+    indptr = b.co.scores.indptr
+    first, last = indptr[users.start], indptr[users.stop]
+    co_user = np.repeat(rows, np.diff(indptr[users.start : users.stop + 1]))
+    co_label = b.label_of[b.co.scores.indices[first:last]]
+    in_index = co_label >= 0
+    co_user, co_label, co_value = co_user[in_index], co_label[in_index], b.co.scores.data[first:last][in_index]
+    content_user = np.repeat(rows, [len(b.content.labels[u]) for u in users])
+    content_label = np.concatenate([b.content.labels[u] for u in users])
+    content_sim = np.concatenate([b.content.sims[u] for u in users])
+    used = np.zeros(index.n_labels, dtype=bool)
+    for labels in (co_label, b.pop_labels, content_label):
+        used[labels] = True
+    columns = np.flatnonzero(used)
+    column_of = np.full(index.n_labels, -1, dtype=np.int64)
+    column_of[columns] = np.arange(len(columns))
+    shape = (n, len(columns))
+
+    top_co = b.top_co[users.start : users.stop]
+    co_n = np.zeros(shape)
+    co_n[co_user, column_of[co_label]] = co_value / top_co[co_user]
+    sims = np.zeros(shape)
+    sims[content_user, column_of[content_label]] = content_sim
+    candidate = co_n > 0
+    candidate[content_user, column_of[content_label]] = True
+    searching = b.searching[users.start : users.stop]
+    candidate[np.ix_(~searching, column_of[b.pop_labels])] = True
+    pop_n = (b.pops[columns] / b.pop_max)[None, :] * (~searching)[:, None] if b.pop_max > 0 else 0.0
+    w_content = np.where(b.content_led[users.start : users.stop], 1.0, params.w_content)
+    w_sim = w_content[:, None] + params.w_fresh * (b.counts[columns] <= 0)[None, :]
     total = co_n + params.w_popularity * pop_n + w_sim * sims
-    ranked = _top_allowed(total, cand, params.top_k, state, exclude, index, covis)
-    terms = {covis.name(int(cand[j])): _Terms(float(co_n[j]), float(pop_n[j]), float(sims[j])) for _, j in ranked}
-    best = [(v, covis.name(int(cand[j]))) for v, j in ranked]
-    return _explain(state, best, terms, anchors, covis, index, w_content)
 
-
-def _top_allowed(
-    total: np.ndarray, cand: np.ndarray, k: int, state: UserState, exclude: Container[str], index: ItemIndex,
-    covis: CoVisitation,
-) -> list[tuple[float, int]]:
-    """The k best candidates (positions in `cand`) that pass the filters, best first."""
-    order = np.argsort(-total, kind="stable")
-    out: list[tuple[float, int]] = []
-    for j in order:
-        item = covis.name(int(cand[j]))
-        if item in state.excluded or item in exclude or item not in index:
-            continue
-        out.append((float(total[j]), int(j)))
-        if len(out) == k:
-            break
+    allowed = candidate & index.live_mask[columns][None, :]
+    for row, u in enumerate(users):
+        banned = set(b.states[u].excluded)
+        if b.exclude is not None:
+            banned.update(b.exclude[u])
+        if banned:
+            labels = index.labels_of(banned)
+            cols = column_of[labels[labels >= 0]]
+            allowed[row, cols[cols >= 0]] = False
+    total[~allowed] = -np.inf
+    # Ties go to the item co-visitation met first, then to the older catalog item: deterministic.
+    tie = np.where(b.covis_of[columns] >= 0, b.covis_of[columns], len(covis) + columns)
+    picked = _top_k(total, tie, params.top_k)
+    # The chosen items of the whole chunk as flat arrays: their terms say which signal explains each.
+    row = np.repeat(rows, [len(p) for p in picked])
+    col = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    labels, co_p, sim_p = columns[col], co_n[row, col], sims[row, col]
+    by_covis = (co_p > 0) & (co_p >= w_content[row] * sim_p)
+    by_content = ~by_covis & (sim_p > 0)
+    items = index.ids_of_labels(labels)
+    values = np.round(total[row, col], 4).tolist()
+    slot = np.full(len(col), -1, dtype=np.int64)
+    slot[by_covis] = _covis_anchor_slots(b, users.start + row[by_covis], b.covis_of[labels[by_covis]])
+    out: list[list[Scored]] = []
+    ends = np.cumsum([len(p) for p in picked])
+    for r, u in enumerate(users):
+        at = slice(int(ends[r] - len(picked[r])), int(ends[r]))
+        reasons = _reasons(b, u, items[at], slot[at], by_content[at], index)
+        out.append([Scored(i, v, why) for i, v, why in zip(items[at], values[at], reasons)])
     return out
 
 
-def _explain(
-    state: UserState,
-    best: list[tuple[float, str]],
-    terms: dict[str, _Terms],
-    anchors: list[tuple[str, float]],
-    covis: CoVisitation,
-    index: ItemIndex,
-    w_content: float,
-) -> list[Scored]:
-    """Each item is explained by the signal that contributed most to its score."""
-    kinds = {item: kind for item, kind in state.recent if kind in _VERBS}  # newest positive kind wins
-    content_items = [item for _, item in best if _dominant(terms[item], w_content) == "content"]
-    by_content = dict(_content_reasons(state, content_items, index))
-    out: list[Scored] = []
-    for value, item in best:
-        kind = _dominant(terms[item], w_content)
-        anchor = _covis_anchor(anchors, item, covis, index) if kind == "covis" else None
-        if anchor is not None:
-            reason = f"because you {_VERBS.get(kinds.get(anchor, ''), 'viewed')} {index.title(anchor)}"
-        elif kind == "content" and item in by_content:
-            reason = by_content[item]
-        else:
-            reason = POPULAR_REASON
-        out.append(Scored(item, round(value, 4), reason))
+def _top_k(total: np.ndarray, tie: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per row, the columns of the k largest finite values, best first, ties by `tie` ascending."""
+    if total.shape[1] > k:
+        kth = -np.partition(-total, k - 1, axis=1)[:, k - 1]
+    else:
+        kth = np.full(total.shape[0], -np.inf)
+    out = []
+    for row, bound in zip(total, kth):
+        cols = np.flatnonzero((row >= bound) & np.isfinite(row))
+        order = np.lexsort((tie[cols], -row[cols]))[:k]
+        out.append(cols[order])
     return out
 
 
-def _covis_anchor(anchors: list[tuple[str, float]], item: str, covis: CoVisitation, index: ItemIndex) -> str | None:
-    """The history item (still in the catalog) that contributed most to `item`'s co-visitation."""
-    best, best_value = None, 0.0
-    for anchor, weight in anchors:
-        value = weight * covis.pair(anchor, item)
-        if value > best_value and anchor in index:
-            best, best_value = anchor, value
-    return best
+def _content_neighbours(states: Sequence[UserState], index: ItemIndex, params: CoreParams,
+                        content_led: np.ndarray, exact_when: tuple[int, int]) -> _Content:
+    """Nearest live items to each user's interest direction: exact for users with co-visitation
+    evidence while the catalog is small, the HNSW index otherwise."""
+    labels = [np.zeros(0, dtype=np.int64)] * len(states)
+    sims = [np.zeros(0)] * len(states)
+    queries, has_query = query_matrix(states, params, index.dim)
+    k = min(params.content_candidates, len(index))
+    if k <= 0:
+        return _Content(labels, sims)
+    max_items, min_users = exact_when
+    exact = has_query & ~content_led & (index.n_labels <= max_items)
+    if exact.sum() < min_users:
+        exact[:] = False
+    if exact.any():
+        rows = np.flatnonzero(exact)
+        scores = queries[rows] @ index.unit_vectors.T
+        scores[:, ~index.live_mask] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else np.argsort(-scores, axis=1)
+        for at, (r, cols) in enumerate(zip(rows, top)):
+            labels[r] = cols
+            sims[r] = np.maximum(scores[at, cols].astype(np.float64), 0.0)
+    graph = np.flatnonzero(has_query & ~exact)
+    if len(graph):
+        for r, found in zip(graph, index.query(queries[graph], k)):
+            labels[r] = index.labels_of(item for item, _ in found)
+            sims[r] = np.maximum(np.fromiter((s for _, s in found), dtype=np.float64, count=len(found)), 0.0)
+    return _Content(labels, sims)
 
 
-def _dominant(t: _Terms, w_content: float) -> str:
-    if t.covis > 0 and t.covis >= w_content * t.content:
-        return "covis"
-    if t.content > 0:
-        return "content"
-    return "popular"
+def query_matrix(states: Sequence[UserState], params: CoreParams, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's query direction (`models.interest.query_vector`) as rows of one float32 matrix,
+    and which rows have one (a user with no usable signal yet has none)."""
+    if not states:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=bool)
+    long = _unit_rows(np.stack([s.long for s in states]).astype(np.float32))
+    short = _unit_rows(np.stack([s.short for s in states]).astype(np.float32))
+    has_long, has_short = long.any(axis=1), short.any(axis=1)
+    w = np.where(has_long & has_short, params.short_weight, np.where(has_short, 1.0, 0.0)).astype(np.float32)
+    blended = _unit_rows(w[:, None] * short + (1.0 - w)[:, None] * long)
+    return blended, blended.any(axis=1)
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; rows of (near) zero norm become zero rows."""
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, m / np.where(norms > 1e-6, norms, 1.0), 0.0).astype(np.float32)
+
+
+# A co-visitation id's index label, kept per CoVisitation and extended as either side learns items.
+_LABELS: weakref.WeakKeyDictionary[CoVisitation, tuple[weakref.ref[ItemIndex], int, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _labels_of_covis(covis: CoVisitation, index: ItemIndex) -> np.ndarray:
+    """Index label of every co-visitation id (-1: not in the index). Labels never change once given,
+    so only new co-visitation ids, and ids the index lacked while it has since grown, are looked up."""
+    cached = _LABELS.get(covis)
+    n = len(covis)
+    if cached is None or cached[0]() is not index:
+        known, labels = 0, np.zeros(0, dtype=np.int64)
+    else:
+        _, known, labels = cached
+    if len(labels) < n:
+        labels = np.concatenate([labels, index.labels_of(covis.name(i) for i in range(len(labels), n))])
+    if known != index.n_labels:
+        missing = np.flatnonzero(labels < 0)
+        if len(missing):
+            labels[missing] = index.labels_of(covis.name(int(i)) for i in missing)
+    _LABELS[covis] = (weakref.ref(index), index.n_labels, labels)
+    return labels
+
+
+def _reasons(
+    b: _Batch, u: int, items: list[str], slots: np.ndarray, by_content: np.ndarray, index: ItemIndex
+) -> list[str]:
+    """Each chosen item is explained by the signal that contributed most to its score: the history
+    item whose co-visitation gave most (`slots`: which anchor, -1 none), the history item (or
+    search) it is most like, or popularity."""
+    reasons = [POPULAR_REASON] * len(items)
+    state = b.states[u]
+    if (slots >= 0).any():
+        verbs = {item: kind for item, kind in state.recent if kind in _VERBS}  # newest positive kind wins
+        for j in np.flatnonzero(slots >= 0):
+            anchor = b.anchors[u][slots[j]][0]
+            reasons[j] = f"because you {_VERBS.get(verbs.get(anchor, ''), 'viewed')} {index.title(anchor)}"
+    if by_content.any():
+        rows = np.flatnonzero(by_content)
+        found = dict(_content_reasons(state, [items[j] for j in rows], index))
+        for j in rows:
+            reasons[j] = found.get(items[j], POPULAR_REASON)
+    return reasons
+
+
+def _covis_anchor_slots(b: _Batch, users: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """For each (user, item co-visitation id), the slot of the user's anchor (still in the catalog)
+    that contributed most to the item's co-visitation score (recency weight x pair weight); -1 when
+    none did. All pairs of a chunk are looked up at once in the batch's sorted pair keys."""
+    rows = b.co.slot_row[users]  # (picks x slots)
+    if not rows.size or not len(b.pair_keys):
+        return np.full(len(users), -1, dtype=np.int64)
+    wanted = rows * b.co.rows.shape[1] + item_ids[:, None]
+    at = np.minimum(np.searchsorted(b.pair_keys, wanted), len(b.pair_keys) - 1)
+    hit = (b.pair_keys[at] == wanted) & (rows >= 0) & b.slot_live[users]
+    contribution = np.where(hit, b.co.slot_weight[users] * b.co.rows.data[at], 0.0)
+    return np.where(contribution.max(axis=1) > 0, contribution.argmax(axis=1), -1)
 
 
 def _content_anchors(state: UserState, index: ItemIndex) -> list[tuple[str, str]]:

@@ -1,16 +1,17 @@
 """Compact, versioned bytes for a UserState: a small JSON header followed by raw float16 vectors.
 
-JSON for the header keeps it debuggable and never executable (no pickle). Vectors are stored as
+JSON for the header keeps it debuggable and never executable (no pickle); orjson, because a
+worker encodes and decodes a state for every user of every batch. Vectors are stored as
 float16 with a power-of-two exponent each (models.vectors): exact for every state `apply_event`
 produces, since it rounds to the same representation. RS1 (float32) states still decode.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 
 import numpy as np
+import orjson
 
 from models.interest import UserState
 from models.vectors import from_half, to_half
@@ -32,7 +33,7 @@ def encode_state(state: UserState) -> bytes:
         "last_event_id": state.last_event_id,
         "last_offset": state.last_offset,
         "recent": [list(pair) for pair in state.recent],
-        "excluded": sorted(state.excluded),
+        "excluded": list(state.excluded),
         "last_query": state.last_query,
         "has_query_vec": state.query_vec is not None,
         "searching": state.searching,
@@ -43,8 +44,14 @@ def encode_state(state: UserState) -> bytes:
     vectors = [state.long, state.short] + ([state.query_vec] if state.query_vec is not None else [])
     halves = [to_half(v) for v in vectors]
     header["exponents"] = [e for _, e in halves]
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head = orjson.dumps(header)
     return b"".join([MAGIC, _HEADER_LEN.pack(len(head)), head, *(h.astype("<f2").tobytes() for h, _ in halves)])
+
+
+def _strings(value: object, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise StateDecodeError(f"user state field {name!r} is not a list of strings")
+    return tuple(value)
 
 
 def decode_state(data: bytes) -> UserState:
@@ -54,7 +61,7 @@ def decode_state(data: bytes) -> UserState:
     try:
         (head_len,) = _HEADER_LEN.unpack_from(data, len(MAGIC))
         start = len(MAGIC) + _HEADER_LEN.size
-        header = json.loads(data[start : start + head_len])
+        header = orjson.loads(data[start : start + head_len])
         dim = int(header["dim"])
         body = np.frombuffer(data, dtype="<f2" if half else "<f4", offset=start + head_len)
         n_vecs = 3 if header["has_query_vec"] else 2
@@ -74,7 +81,7 @@ def decode_state(data: bytes) -> UserState:
             last_event_id=str(header["last_event_id"]),
             last_offset=int(header["last_offset"]),
             recent=tuple((str(a), str(b)) for a, b in header["recent"]),
-            excluded=frozenset(header["excluded"]),
+            excluded=_strings(header["excluded"], "excluded"),
             last_query=header["last_query"],
             query_vec=vecs[2].copy() if n_vecs == 3 else None,
             searching=bool(header.get("searching", False)),

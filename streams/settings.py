@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     model_version: str = Field("recstream-0.1", description="Stamped on each published list")
     short_half_life_s: float = Field(1800.0, gt=0, description="Session (short-term) interest half-life, event time")
     long_half_life_days: float = Field(30.0, gt=0, description="Long-term interest half-life, event time")
+    excluded_items: int = Field(
+        100, ge=0, description="Purchased or disliked items kept per user and never recommended again; beyond it the "
+        "oldest may be recommended again (bounds each user's state)"
+    )
 
     # Observability
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to")
@@ -105,6 +109,7 @@ class Settings(BaseSettings):
             top_k=self.top_k,
             short_half_life_s=self.short_half_life_s,
             long_half_life_s=self.long_half_life_days * 86_400.0,
+            excluded_items=self.excluded_items,
         )
 
     def rocksdb_memory_mb(self, partitions: int) -> int:

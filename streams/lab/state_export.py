@@ -26,7 +26,7 @@ def state_json(user_id: str, state: UserState) -> dict[str, Any]:
         "last_offset": state.last_offset,
         "last_ts": state.last_ts,
         "recent": [list(pair) for pair in state.recent],
-        "excluded": sorted(state.excluded),
+        "excluded": list(state.excluded),
         "last_query": state.last_query,
         "long": [float(x) for x in state.long],
         "short": [float(x) for x in state.short],

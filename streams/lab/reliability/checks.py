@@ -48,10 +48,11 @@ def export_states(env: dict[str, str], out: Path, timeout: float = 600.0) -> dic
 def wait_for_export(
     env: dict[str, str], out: Path, done: Callable[[dict[str, dict[str, Any]]], bool], timeout: float
 ) -> dict[str, dict[str, Any]]:
-    """Exports every 2 s until `done(rows)` holds or the timeout passes; returns the last export."""
+    """Exports every 2 s until `done(rows)` holds or the timeout passes; returns the last export.
+    An export that cannot finish within what is left of the timeout (30 s at least) raises."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = export_states(env, out)
+        rows = export_states(env, out, timeout=max(30.0, deadline - time.monotonic()))
         if done(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(2.0)

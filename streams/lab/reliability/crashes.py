@@ -72,14 +72,16 @@ def run_crash_replay(
     return CrashReport(len(events), kills, lost, twice, recoveries, differing, reference_lost, reference_twice)
 
 
-def reference_export(stack: LocalStack, workdir: Path, last_of_user: dict[str, str]) -> dict[str, dict]:
+def reference_export(
+    stack: LocalStack, workdir: Path, last_of_user: dict[str, str], timeout: float = 300.0
+) -> dict[str, dict]:
     # A new consumer group (with its own changelog) over the same backlog, recommendations topic included.
     ref_env = {**stack.extra_env, "RECSTREAM_APP_ID": stack.extra_env["RECSTREAM_APP_ID"] + "-ref"}
     ref_stack = LocalStack(stack.root / "ref", bootstrap=stack.bootstrap, extra_env=ref_env)
     ref_worker: WorkerProcess = ref_stack.add_worker("reference")
     try:
         ref_worker.wait_ready(timeout=240)
-        return wait_until_applied(ref_worker.env, workdir / "reference.jsonl", last_of_user, timeout=300)
+        return wait_until_applied(ref_worker.env, workdir / "reference.jsonl", last_of_user, timeout=timeout)
     finally:
         ref_stack.stop()
 

@@ -152,10 +152,12 @@ def measure_capacity(settings: Settings, publisher: Publisher, workers: Sequence
 def run_soak(
     broker: EmbeddedBroker, stack: LocalStack, n_events: int, seed: int, workdir: Path,
     rate: float | None = None, load: float = 0.7, progress: Callable[[str], None] = lambda _: None,
-    minutes: float | None = None,
+    minutes: float | None = None, drain_timeout: float = 900.0,
 ) -> SoakReport:
     """`rate` None: `load` times the two workers' capacity, measured first on a backlog of their own.
-    `minutes` stops the sending early; the checks then cover the events sent."""
+    `minutes` stops the sending early; the checks then cover the events sent. `drain_timeout` bounds
+    each wait for the workers (and the fault-free reference) to apply everything: past it the
+    checks run on what was applied, so a stalled worker shows up as lost events, not as a hang."""
     rng = random.Random(seed)
     catalog = generate_catalog()
     events = wide_events(n_events, catalog, seed)
@@ -247,7 +249,9 @@ def run_soak(
         kept = [e for e in events if e.user_id not in erased]
         last_of_user = {e.user_id: e.event_id for e in kept}
         any_worker = next(iter(workers.values()))
-        rows = wait_until_applied(any_worker.env, workdir / "soak.jsonl", last_of_user, timeout=900)
+        rows = wait_until_applied(any_worker.env, workdir / "soak.jsonl", last_of_user, timeout=drain_timeout)
+        note(f"drained: {sum(rows.get(u, {}).get('last_event_id') == e for u, e in last_of_user.items())} of "
+             f"{len(last_of_user)} users at their last event")
         time.sleep(3.0)
         rows = export_states(any_worker.env, workdir / "soak-final.jsonl")
         report.seconds = round(time.monotonic() - start, 1)
@@ -267,7 +271,7 @@ def run_soak(
             report.hostile_wrong_reason += 1
 
     note("reference run without faults")
-    reference = reference_export(stack, workdir, last_of_user)
+    reference = reference_export(stack, workdir, last_of_user, timeout=drain_timeout)
     report.users_compared = len(reference)
     report.reference_lost, report.reference_twice = lost_and_twice(events_per_user(kept), reference)
     report.differing_users = [f"{u}: {d}" for u in sorted(reference) if (d := state_difference(rows.get(u), reference[u]))]
@@ -295,7 +299,7 @@ def _time_recovery(watcher: RecommendationWatcher, worker_id: str, killed_at: fl
 
 
 def summary_line(r: SoakReport) -> str:
-    faults = [w for _, w in r.timeline if not w.endswith("events sent") and not w.startswith("reference run")]
+    faults = [w for _, w in r.timeline if not w.endswith("events sent") and not w.startswith(("reference run", "drained"))]
     return (f"soak (seed {r.seed}): {r.events} events at {r.rate:.0f}/s in {r.seconds:.0f} s with "
             f"{len(faults)} faults; lost {r.lost}, twice {r.twice}; {len(r.differing_users)} of "
             f"{r.users_compared} users differ from the fault-free run; hostile {r.hostile_sent} "

@@ -389,6 +389,32 @@ def test_no_row_ever_exceeds_twice_the_limit(visits: list[tuple[int, list[int]]]
 # -- scoring --------------------------------------------------------------------------------------
 
 
+def test_a_batch_scores_each_user_as_alone_and_says_which_row_is_which_anchor() -> None:
+    covis = CoVisitation(CoreParams(covis_backward=0.5))
+    for n, item in enumerate("abcdeab"):
+        covis.apply(CoVisit(item, n * 1000, tuple((p, 1.0 / (d + 1)) for d, p in enumerate(reversed("abcdeab"[:n])))))
+    covis.apply(CoVisit("lonely", 0))
+    users = [[("a", 1.0), ("c", 0.8)], [], [("unknown", 1.0), ("lonely", 0.8), ("b", 0.64)], [("c", 1.0)]]
+    batch = covis.anchor_scores(users)
+    assert batch.scores.shape == (len(users), len(covis))
+    for u, anchors in enumerate(users):
+        np.testing.assert_allclose(batch.scores.toarray()[u], covis.scores(anchors), rtol=1e-12, atol=0)
+    # Each slot names its anchor's dense id where the anchor is evidence (-1: unknown, or no pairs);
+    # the weight is the anchor's own recency weight.
+    assert batch.slot_id[2, 0] == -1 and batch.slot_id[2, 1] == -1 and batch.slot_id[2, 2] == covis.id_of("b")
+    assert batch.slot_id[0, 1] == batch.slot_id[3, 0] == covis.id_of("c")
+    assert batch.slot_weight[2, 2] == 0.64
+    assert batch.rows.shape[0] == 3  # a, c and b: c is shared by two users
+    keys = batch.pair_keys()
+    assert (np.diff(keys) > 0).all()
+    for u, anchors in enumerate(users):
+        for slot, (anchor, _) in enumerate(anchors):
+            row = batch.slot_row[u, slot]
+            if row >= 0:
+                got = dict(zip(batch.rows[row].indices.tolist(), batch.rows[row].data.tolist()))
+                assert got == {covis.id_of(n): v for n, v in covis.neighbours(anchor).items()}
+
+
 def test_scores_follow_the_documented_formula() -> None:
     params = CoreParams(covis_backward=0.5, anchor_norm=0.5, candidate_norm=0.3)
     covis = CoVisitation(params)

@@ -76,9 +76,22 @@ def test_purchase_excludes_but_click_and_browse_do_not() -> None:
     purchased = apply_event(base, _ev(EventType.PURCHASE, "p"), PARAMS, item_vec=VECS[2])
     clicked = apply_event(base, _ev(EventType.CLICK, "c"), PARAMS, item_vec=VECS[2])
     browsed = apply_event(base, _ev(EventType.BROWSE, "b"), PARAMS, item_vec=VECS[2])
-    assert purchased.excluded == frozenset({"p"})
-    assert clicked.excluded == frozenset()
-    assert browsed.excluded == frozenset()
+    assert purchased.excluded == ("p",)
+    assert clicked.excluded == ()
+    assert browsed.excluded == ()
+
+
+def test_exclusions_are_bounded_and_the_oldest_drop_out_first() -> None:
+    params = CoreParams(excluded_items=3)
+    s = _base_state()
+    for n, kind in enumerate([EventType.PURCHASE, EventType.DISLIKE, EventType.PURCHASE, EventType.PURCHASE]):
+        s = apply_event(s, _ev(kind, f"x{n}", eid=f"x{n}"), params, item_vec=VECS[n % len(VECS)])
+    assert s.excluded == ("x1", "x2", "x3")
+    # Buying an excluded item again makes it the newest exclusion: it outlives the ones after it.
+    s = apply_event(s, _ev(EventType.PURCHASE, "x1", eid="again"), params, item_vec=VECS[1])
+    s = apply_event(s, _ev(EventType.DISLIKE, "x4", eid="x4"), params, item_vec=VECS[0])
+    assert s.excluded == ("x3", "x1", "x4")
+    assert apply_event(s, _ev(EventType.PURCHASE, "y", eid="y"), CoreParams(excluded_items=0)).excluded == ()
 
 
 # States hold float16-rounded vectors (models.vectors): comparisons allow that rounding, ~5e-4 relative.
@@ -275,8 +288,12 @@ def test_apply_event_invariants(history: list[tuple[EventType, int, int]], nxt: 
     for v in (after.long, after.short):
         assert v.shape == (DIM,) and v.dtype == np.float32
         assert np.all(np.isfinite(v))
-    # Exclusions only grow; recent stays bounded.
-    assert state.excluded <= after.excluded
+    # Exclusions keep their order and add at most the new item at the end; both lists stay bounded.
+    new = f"i{nxt[1]}"
+    assert set(after.excluded) - set(state.excluded) <= {new}
+    kept = [i for i in after.excluded if i != new]
+    assert kept == [i for i in state.excluded if i in kept]
+    assert len(after.excluded) <= PARAMS.excluded_items
     assert len(after.recent) <= PARAMS.recent_items
     q = query_vector(after, PARAMS)
     if q is not None:

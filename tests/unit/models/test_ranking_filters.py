@@ -313,7 +313,7 @@ def test_search_reason_short_query() -> None:
 def test_filters() -> None:
     idx = _catalog(_unit(4))
     idx.delete("i3")
-    state = UserState(long=np.zeros(DIM, np.float32), short=np.zeros(DIM, np.float32), excluded=frozenset({"i1"}))
+    state = UserState(long=np.zeros(DIM, np.float32), short=np.zeros(DIM, np.float32), excluded=("i1",))
     assert is_allowed("i0", state, idx)
     assert not is_allowed("i1", state, idx)  # purchased / disliked
     assert not is_allowed("i3", state, idx)  # deleted
