@@ -6,7 +6,7 @@ adds decoding, table reads/writes and publishing around it.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +64,7 @@ class Recommender:
         self,
         states: Mapping[str, UserState | None],
         batch: Sequence[Positioned],
-        exclude: Mapping[str, Container[str]] | None = None,
+        exclude: Mapping[str, Collection[str]] | None = None,
     ) -> StepResult:
         """Apply `batch` in order to the given states, then recompute each touched user's list once.
 

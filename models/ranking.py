@@ -148,11 +148,31 @@ def _row_max(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class _Blend:
+    """One chunk's scores on (users x candidate items) arrays; `columns` are the items' labels."""
+
+    columns: np.ndarray
+    total: np.ndarray  # -inf where an item may not be recommended to the user
+    co_n: np.ndarray
+    sims: np.ndarray
+    w_content: np.ndarray  # per user
+
+
 def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, covis: CoVisitation) -> list[list[Scored]]:
-    """Blend, filter and pick the top k for users `users` of the batch, on (users x candidates) arrays."""
+    """The top k of users `users` of the batch, each with its reason."""
+    blend = _blend(b, users, index, params)
+    # Ties go to the item co-visitation met first, then to the older catalog item: deterministic.
+    known = b.covis_of[blend.columns]
+    picked = _top_k(blend.total, np.where(known >= 0, known, len(covis) + blend.columns), params.top_k)
+    return _lists(b, users, blend, picked, index)
+
+
+def _blend(b: _Batch, users: range, index: ItemIndex, params: CoreParams) -> _Blend:
+    """co-visitation + w_popularity x popularity + w_sim x content for every candidate of every user of
+    the chunk; the columns are the union of their co-visited, popular and content items."""
     n = len(users)
     rows = np.arange(n)
-    # The chunk's candidate items: every user's co-visited, popular and content items, as columns.
     indptr = b.co.scores.indptr
     first, last = indptr[users.start], indptr[users.stop]
     co_user = np.repeat(rows, np.diff(indptr[users.start : users.stop + 1]))
@@ -183,8 +203,14 @@ def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, c
     w_content = np.where(b.content_led[users.start : users.stop], 1.0, params.w_content)
     w_sim = w_content[:, None] + params.w_fresh * (b.counts[columns] <= 0)[None, :]
     total = co_n + params.w_popularity * pop_n + w_sim * sims
-
     allowed = candidate & index.live_mask[columns][None, :]
+    _ban_excluded(allowed, b, users, column_of, index)
+    total[~allowed] = -np.inf
+    return _Blend(columns, total, co_n, sims, w_content)
+
+
+def _ban_excluded(allowed: np.ndarray, b: _Batch, users: range, column_of: np.ndarray, index: ItemIndex) -> None:
+    """Clear each user's purchased, disliked and (evaluation) excluded items in `allowed`."""
     for row, u in enumerate(users):
         banned = set(b.states[u].excluded)
         if b.exclude is not None:
@@ -193,24 +219,25 @@ def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, c
             labels = index.labels_of(banned)
             cols = column_of[labels[labels >= 0]]
             allowed[row, cols[cols >= 0]] = False
-    total[~allowed] = -np.inf
-    # Ties go to the item co-visitation met first, then to the older catalog item: deterministic.
-    tie = np.where(b.covis_of[columns] >= 0, b.covis_of[columns], len(covis) + columns)
-    picked = _top_k(total, tie, params.top_k)
-    # The chosen items of the whole chunk as flat arrays: their terms say which signal explains each.
-    row = np.repeat(rows, [len(p) for p in picked])
+
+
+def _lists(b: _Batch, users: range, blend: _Blend, picked: list[np.ndarray], index: ItemIndex) -> list[list[Scored]]:
+    """The picked items as Scored lists. Which signal explains each is decided on the chunk's flat
+    arrays at once; only the reason's wording is per item."""
+    row = np.repeat(np.arange(len(users)), [len(p) for p in picked])
     col = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-    labels, co_p, sim_p = columns[col], co_n[row, col], sims[row, col]
-    by_covis = (co_p > 0) & (co_p >= w_content[row] * sim_p)
+    labels, co_p, sim_p = blend.columns[col], blend.co_n[row, col], blend.sims[row, col]
+    by_covis = (co_p > 0) & (co_p >= blend.w_content[row] * sim_p)
     by_content = ~by_covis & (sim_p > 0)
     items = index.ids_of_labels(labels)
-    values = np.round(total[row, col], 4).tolist()
+    values = np.round(blend.total[row, col], 4).tolist()
     slot = np.full(len(col), -1, dtype=np.int64)
     slot[by_covis] = _covis_anchor_slots(b, users.start + row[by_covis], b.covis_of[labels[by_covis]])
     out: list[list[Scored]] = []
-    ends = np.cumsum([len(p) for p in picked])
+    end = 0
     for r, u in enumerate(users):
-        at = slice(int(ends[r] - len(picked[r])), int(ends[r]))
+        at = slice(end, end + len(picked[r]))
+        end = at.stop
         reasons = _reasons(b, u, items[at], slot[at], by_content[at], index)
         out.append([Scored(i, v, why) for i, v, why in zip(items[at], values[at], reasons)])
     return out
