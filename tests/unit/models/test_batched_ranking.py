@@ -8,12 +8,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.covisitation import CoVisitation, anchors_of
+from models.covisitation import CoVisitation, anchors_of, visit_for
 from models.index import ItemIndex
 from models.interest import UserState, apply_event, query_vector
 from models.params import CoreParams
 from models.ranking import POPULAR_REASON, recommend_many
-from models.covisitation import visit_for
 from schemas.records import Event, EventType
 
 DIM = 8
