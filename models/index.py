@@ -260,7 +260,7 @@ class ItemIndex:
         self._live_mask[live] = True
         if live:  # hnswlib cannot return deleted items; their rows are never read
             self._vecs[live] = self._hnsw.get_items(live, return_type="numpy")
-        self._live = sum(1 for m in self._by_label if not m.deleted)
+        self._live = len(live)
         return self, dict(doc.get("checkpoint") or {})
 
     @staticmethod

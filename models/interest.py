@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -159,22 +159,29 @@ def exclude_newest(excluded: tuple[str, ...], item_id: str, limit: int) -> tuple
     return kept[-limit:] if limit > 0 else ()
 
 
-def _unit(v: np.ndarray) -> np.ndarray | None:
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 1e-6 else None
-
-
 def query_vector(state: UserState, params: CoreParams) -> np.ndarray | None:
     """The direction to search the index in: a blend of session and long-term taste.
 
     None when the user has no usable signal yet (only unknown items, or dislikes cancelled out).
     """
-    long_u, short_u = _unit(state.long), _unit(state.short)
-    if long_u is None and short_u is None:
-        return None
-    if long_u is None:
-        return short_u
-    if short_u is None:
-        return long_u
-    blended = params.short_weight * short_u + (1.0 - params.short_weight) * long_u
-    return _unit(blended)
+    vectors, has = query_vectors([state], params, state.long.shape[0])
+    return vectors[0] if has[0] else None
+
+
+def query_vectors(states: Sequence[UserState], params: CoreParams, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """`query_vector` of every state as the rows of one float32 matrix (zero where a user has no
+    usable signal), and which rows have one: the ranking computes a whole batch's at once."""
+    if not states:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=bool)
+    long = _unit_rows(np.stack([s.long for s in states]).astype(np.float32))
+    short = _unit_rows(np.stack([s.short for s in states]).astype(np.float32))
+    has_long, has_short = long.any(axis=1), short.any(axis=1)
+    w = np.where(has_long & has_short, params.short_weight, np.where(has_short, 1.0, 0.0)).astype(np.float32)
+    blended = _unit_rows(w[:, None] * short + (1.0 - w)[:, None] * long)
+    return blended, blended.any(axis=1)
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; rows of (near) zero norm become zero rows."""
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, m / np.where(norms > 1e-6, norms, 1.0), 0.0).astype(np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 
 from models.covisitation import AnchorScores, CoVisitation, anchors_of
 from models.index import ItemIndex
-from models.interest import UserState
+from models.interest import UserState, query_vectors
 from models.params import CoreParams
 
 _VERBS = {"purchase": "purchased", "click": "clicked", "browse": "viewed"}
@@ -263,7 +263,7 @@ def _content_neighbours(states: Sequence[UserState], index: ItemIndex, params: C
     evidence while the catalog is small, the HNSW index otherwise."""
     labels = [np.zeros(0, dtype=np.int64)] * len(states)
     sims = [np.zeros(0)] * len(states)
-    queries, has_query = query_matrix(states, params, index.dim)
+    queries, has_query = query_vectors(states, params, index.dim)
     k = min(params.content_candidates, len(index))
     if k <= 0:
         return _Content(labels, sims)
@@ -285,25 +285,6 @@ def _content_neighbours(states: Sequence[UserState], index: ItemIndex, params: C
             labels[r] = index.labels_of(item for item, _ in found)
             sims[r] = np.maximum(np.fromiter((s for _, s in found), dtype=np.float64, count=len(found)), 0.0)
     return _Content(labels, sims)
-
-
-def query_matrix(states: Sequence[UserState], params: CoreParams, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every user's query direction (`models.interest.query_vector`) as rows of one float32 matrix,
-    and which rows have one (a user with no usable signal yet has none)."""
-    if not states:
-        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=bool)
-    long = _unit_rows(np.stack([s.long for s in states]).astype(np.float32))
-    short = _unit_rows(np.stack([s.short for s in states]).astype(np.float32))
-    has_long, has_short = long.any(axis=1), short.any(axis=1)
-    w = np.where(has_long & has_short, params.short_weight, np.where(has_short, 1.0, 0.0)).astype(np.float32)
-    blended = _unit_rows(w[:, None] * short + (1.0 - w)[:, None] * long)
-    return blended, blended.any(axis=1)
-
-
-def _unit_rows(m: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; rows of (near) zero norm become zero rows."""
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return np.where(norms > 1e-6, m / np.where(norms > 1e-6, norms, 1.0), 0.0).astype(np.float32)
 
 
 # A co-visitation id's index label, kept per CoVisitation and extended as either side learns items.
