@@ -21,6 +21,7 @@ from streams.worker.committed_seek import seek_uncommitted_to_start
 from streams.worker.covisit_service import CoVisitService
 from streams.worker.credentials import faust_credentials
 from streams.worker.events_agent import EventsProcessor
+from streams.worker.faust_delivery import deliver_without_tasks
 from streams.worker.faust_fetch import set_fetch_max_wait
 from streams.worker.http_api import add_read_api
 from streams.worker.list_cache import ListCache
@@ -61,6 +62,7 @@ def _bytes_table(
 def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
     partitions = events_partitions or settings.events_partitions
     set_fetch_max_wait(settings.fetch_max_wait_ms)
+    deliver_without_tasks()
     verify_changelog_ends(settings)
     seek_uncommitted_to_start()
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]

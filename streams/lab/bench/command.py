@@ -149,6 +149,7 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
     quality = out["encoder_quality"]
     wide, files = out["throughput_runs"], out["file_order_runs"]
     ceiling = statistics.median([r["broker_ceiling_events_per_s"] for r in wide + files])
+    faust_floor = statistics.median([r["faust_floor_events_per_s"] for r in wide + files])
     histories = out["state_histories"]
     out.update({
         "events_per_s": _median(wide, "events_per_s"),
@@ -157,6 +158,8 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
         "file_order_lists_per_s": _median(files, "lists_per_s"),
         "broker_ceiling_events_per_s": ceiling,
         "worker_share_of_ceiling": round(_median(wide, "events_per_s") / ceiling, 4),
+        "faust_floor_events_per_s": faust_floor,
+        "worker_share_of_faust_floor": round(_median(wide, "events_per_s") / faust_floor, 4),
         "latency_ms": {q: _median(lat, f"latency_ms_{q}") for q in ("p50", "p95", "p99")},
         "latency_ms_at_half_throughput": {q: _median(half, f"latency_ms_{q}") for q in ("p50", "p95", "p99")},
         "items_per_s": _median(out["items_int8"], "items_per_s"),
@@ -205,6 +208,9 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"| same, lists/s | {runs([x['lists_per_s'] for x in files])} | | |",
         f"| broker ceiling: a plain confluent-kafka consumer reading the same backlogs, events/s | {ceiling:,.0f} | | |",
         f"| worker's share of the ceiling (wide) | {r['worker_share_of_ceiling']:.2%} | | |",
+        f"| Faust floor: a Faust agent that does nothing with the same backlogs, the worker's Faust settings, "
+        f"events/s | {runs([x['faust_floor_events_per_s'] for x in wide + files])} | | |",
+        f"| worker's share of the Faust floor (wide) | {r['worker_share_of_faust_floor']:.2%} | | |",
         f"| latency p50, every event, sent → list received by a subscriber, {r['plan']['rate']:,.0f} wide events/s, ms "
         f"| {runs([x['latency_ms_p50'] for x in lat])} | ≤ 15 | "
         f"{met(r['latency_ms']['p50'] <= 15, r['latency_ms']['p50'], 15)} |",

@@ -17,6 +17,8 @@ from rocksdict import Options, Rdict
 
 from schemas.records import Event, Item
 from streams.kafka.producing import Publisher, publish_items
+from streams.lab.bench import faust_floor
+from streams.lab.broker import free_port
 from streams.lab.measure import measured_replay
 from streams.lab.reliability.backpressure import remapped, rss_mb
 from streams.lab.stack import LocalStack, WorkerProcess
@@ -148,6 +150,10 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
     worker.stop()
     # The ceiling in the same run: the same backlog, from the same broker, read by a plain consumer.
     result["broker_ceiling_events_per_s"] = broker_ceiling(settings, settings.topic_events, len(events))
+    # And the floor of any Faust worker: the same backlog taken by a Faust agent that does nothing.
+    floor = faust_floor.measure(stack.worker_env("faust-floor", free_port(), 0), settings.topic_events, len(events))
+    result["faust_floor_events_per_s"] = floor["events_per_s"]
+    result["faust_floor"] = floor
     return result
 
 

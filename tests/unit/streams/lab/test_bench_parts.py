@@ -78,7 +78,8 @@ def test_every_event_is_timed_by_the_first_list_that_reflects_it() -> None:
 
 def test_markdown_says_which_targets_were_missed_and_by_how_much() -> None:
     wide = {"events_per_s": 2_500.0, "lists_per_s": 2_400.0, "events": 40_000, "users": 3_000,
-            "consecutive_same_user": 0.0, "broker_ceiling_events_per_s": 250_000.0}
+            "consecutive_same_user": 0.0, "broker_ceiling_events_per_s": 250_000.0,
+            "faust_floor_events_per_s": 10_000.0}
     files = {**wide, "events_per_s": 12_000.0, "lists_per_s": 1_500.0, "consecutive_same_user": 0.9}
     lat = {"latency_ms_p50": 10.0, "latency_ms_p95": 20.0, "latency_ms_p99": 40.0}
     out = {
@@ -99,8 +100,10 @@ def test_markdown_says_which_targets_were_missed_and_by_how_much() -> None:
     assert result["events_per_s"] == 2_500.0 and result["file_order_events_per_s"] == 12_000.0
     assert result["index_ef_search"] == 128 and result["index_ef_search_chosen"] == 128
     assert result["worker_share_of_ceiling"] == 0.01
+    assert result["faust_floor_events_per_s"] == 10_000.0 and result["worker_share_of_faust_floor"] == 0.25
     text = markdown(result, "recstream bench")
     assert "2,500.0 (2,000.0–3,000.0)" in text
+    assert "| worker's share of the Faust floor (wide) | 25.00% |" in text
     assert "**missed** (0.50× the target)" in text  # 2,500 of 5,000 events/s
     assert "**missed** (3.91× the target)" in text  # 8,000 bytes for a 1,000-event user
     assert text.count("| met |") == 7
