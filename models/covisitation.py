@@ -332,17 +332,25 @@ class CoVisitation:
         scores.eliminate_zeros()  # unreached (count 0) and underflowed candidates
         return AnchorScores(scores, rows, slot_row, slot_id, slot_weight)
 
-    def popular_ids(self) -> np.ndarray:
-        """Dense ids of the `popular_candidates` most popular items right now, most popular first."""
+    def popular_ids(self, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Dense ids of the `popular_candidates` most popular items right now, most popular first.
+
+        `allowed` (a mask over dense ids) keeps the others out: ranking passes the items that are in
+        the catalog now, so an id the catalog never had, or deleted, can neither take a candidate's
+        place nor set the popularity normaliser.
+        """
+        if allowed is not None:
+            return self._most_popular(np.where(allowed, self.popularities, 0.0))
         if self._top is None:
-            pop = self.popularities
-            n = min(self.params.popular_candidates, int((pop > 0).sum()))
-            if n == 0:
-                self._top = np.zeros(0, dtype=np.int64)
-            else:
-                part = np.argpartition(-pop, n - 1)[:n]
-                self._top = part[np.argsort(-pop[part], kind="stable")]
+            self._top = self._most_popular(self.popularities)
         return self._top
+
+    def _most_popular(self, pop: np.ndarray) -> np.ndarray:
+        n = min(self.params.popular_candidates, int((pop > 0).sum()))
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        part = np.argpartition(-pop, n - 1)[:n]
+        return part[np.argsort(-pop[part], kind="stable")]
 
     # -- persistence -------------------------------------------------------------------------
     def take_dirty(self) -> dict[str, dict[str, Any]]:

@@ -94,7 +94,7 @@ class Recommender:
                 item_vec = item_vecs.get(ev.item_id)
                 if item_vec is None:
                     out.unknown_items += 1
-            visit = visit_for(state, ev, self.params)
+            visit = self._in_catalog(visit_for(state, ev, self.params))
             if visit is not None:
                 out.visits.append(visit)
                 out.visit_events.append(ev)
@@ -111,6 +111,19 @@ class Recommender:
         lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.covis, extra)
         out.recommendations = dict(zip(users, lists))
         return out
+
+    def _in_catalog(self, visit: CoVisit | None) -> CoVisit | None:
+        """The part of a co-visit that is about catalog items; None if its item is not one.
+
+        Every worker keeps every item a co-visit names, for good: an id the catalog does not have
+        (a typo, an app's test id, an item deleted or not published yet) would cost memory forever
+        on every worker and, if it drew traffic, could crowd real items out of the popular
+        candidates. Such events still count for their user; they just teach co-visitation nothing.
+        """
+        if visit is None or visit.item_id not in self.index:
+            return None
+        before = tuple(pair for pair in visit.before if pair[0] in self.index)
+        return visit if len(before) == len(visit.before) else CoVisit(visit.item_id, visit.ts, before)
 
     def _item_vectors(self, batch: Sequence[Positioned]) -> dict[str, np.ndarray]:
         """Vectors of the batch's known items, fetched from the index in one call."""

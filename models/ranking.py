@@ -126,7 +126,9 @@ def _prepare(
     counts[label_of[known]] = covis.counts[known]
     pops = np.zeros(index.n_labels)
     pops[label_of[known]] = covis.popularities[known]
-    pop_ids = covis.popular_ids()
+    in_catalog = known.copy()
+    in_catalog[known] = index.live_mask[label_of[known]]
+    pop_ids = covis.popular_ids(allowed=in_catalog)
     pop_labels = label_of[pop_ids]
     # A search is an explicit request: popularity must not drown it (applied per user, in the chunk).
     pop_max = float(covis.popularities[pop_ids[0]]) if len(pop_ids) else 0.0
@@ -136,7 +138,7 @@ def _prepare(
     slot_live = slot_label >= 0
     slot_live[slot_live] = index.live_mask[slot_label[slot_live]]
     return _Batch(states, exclude, anchors, co, top_co, content_led, searching, content, label_of, covis_of,
-                  counts, pops, pop_labels[pop_labels >= 0], pop_max, slot_live, co.pair_keys())
+                  counts, pops, pop_labels, pop_max, slot_live, co.pair_keys())
 
 
 def _row_max(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from streams.lab import sources
 from streams.lab.bench.command import bench_command
 from streams.lab.bench.profile import bench_profile
 from streams.lab.broker import BrokerError, EmbeddedBroker
+from streams.lab.children import sigterm_stops
 from streams.lab.evaluate import evaluate_command
 from streams.lab.reliability.report import reliability_command
 from streams.lab.stack import StackError
@@ -64,8 +65,9 @@ def cli() -> None:
 @click.option("--port", default=9092, show_default=True, help="Port to listen on (127.0.0.1).")
 def broker(port: int) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, memory only; for development, not production)."""
-    with EmbeddedBroker(port) as b:
-        click.echo(f"embedded broker listening on {b.bootstrap} (memory storage: data is lost on exit). Ctrl-C stops it.")
+    with sigterm_stops(), EmbeddedBroker(port) as b:
+        click.echo(f"embedded broker listening on {b.bootstrap} (memory storage: data is lost on exit). "
+                   "Ctrl-C or SIGTERM stops it.")
         try:
             while True:
                 time.sleep(3600)
@@ -189,7 +191,8 @@ def demo(movielens: Path | None, generated: bool, limit: int, keep_running: bool
     from streams.lab.demo import run_demo
 
     settings = _settings()
-    run_demo(settings, _source(movielens, generated, settings), limit, keep_running)
+    with sigterm_stops():  # a SIGTERM unwinds like Ctrl-C: the demo's broker and worker are stopped
+        run_demo(settings, _source(movielens, generated, settings), limit, keep_running)
 
 
 @cli.group()

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from streams.lab.children import die_with_parent
+
 log = logging.getLogger(__name__)
 
 
@@ -80,6 +82,8 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             start_new_session=True,
+            # Memory storage: nothing to save, so the broker goes at once if this process dies.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

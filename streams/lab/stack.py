@@ -23,6 +23,7 @@ from schemas.records import Event, Item
 from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.lab.broker import EmbeddedBroker, free_port
+from streams.lab.children import die_with_parent
 from streams.settings import Settings
 
 
@@ -45,6 +46,8 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
+            # If whatever started it dies, the worker gets the SIGTERM its clean stop (drain, commit) expects.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         return self
 

@@ -38,7 +38,8 @@ def reference_list(state: UserState, index: ItemIndex, params: CoreParams, covis
         sims = index.vectors(live) @ q
         for j in np.argsort(-sims, kind="stable")[: params.content_candidates]:
             content[live[j]] = max(float(sims[j]), 0.0)
-    popular = [] if state.searching else [covis.name(int(i)) for i in covis.popular_ids()]
+    in_catalog = np.array([covis.name(i) in index for i in range(len(covis))], dtype=bool)
+    popular = [] if state.searching else [covis.name(int(i)) for i in covis.popular_ids(in_catalog)]
     pop_max = covis.popularity(popular[0]) if popular else 0.0
     w_content = 1.0 if state.searching or top_co <= 0 else params.w_content
     scored = []

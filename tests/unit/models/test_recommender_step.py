@@ -176,8 +176,9 @@ def test_visits_come_from_item_events_but_not_dislikes_or_searches() -> None:
         Positioned(_ev("e6", "f", EventType.SEARCH, query="robots"), 6),
     ]
     out = rec.step({}, batch)
+    # "ghost" is in no catalog: its event counts for its user, but teaches co-visitation nothing.
     assert [(v.item_id, v.before) for v in out.visits] == [
-        ("i0", ()), ("i1", (("i0", 1.0),)), ("i1", ()), ("ghost", ()),
+        ("i0", ()), ("i1", (("i0", 1.0),)), ("i1", ()),
     ]
 
 
@@ -326,3 +327,52 @@ def test_the_applied_digest_names_the_events_applied() -> None:
     assert state.applied_digest == digest_of(e.event_id for e in events)
     # One lost and one doubled event keep the count but not the digest.
     assert state.applied_digest != digest_of(["e0", "e1", "e2", "e3", "e3"])
+
+
+# -- ids the catalog does not have (issue 15) ----------------------------------------------------------
+
+
+def _run(rec: Recommender, events: list[Event]) -> dict[str, list]:  # type: ignore[type-arg]
+    """Step each event as the worker does, applying the co-visits it returns; the last lists by user."""
+    states: dict[str, UserState | None] = {}
+    lists: dict[str, list] = {}  # type: ignore[type-arg]
+    for offset, ev in enumerate(events):
+        out = rec.step(states, [Positioned(ev, offset)])
+        for visit in out.visits:
+            rec.covis.apply(visit)
+        states.update(out.states)
+        lists.update(out.recommendations)
+    return lists
+
+
+def test_unknown_ids_neither_crowd_out_popular_items_nor_cost_memory() -> None:
+    rec, _ = _recommender(top_k=4)
+    catalog = {f"i{n}" for n in range(len(VECS))}
+    # Two events on each catalog item, then more traffic on ids no catalog has: 360 events over 120 of
+    # them (three each, so each outranks every catalog item), by 30 users.
+    events = [_ev(f"k{n}", f"known{n % 10}", EventType.CLICK, f"i{n % len(VECS)}", ts=1_000 + n)
+              for n in range(2 * len(VECS))]
+    events += [_ev(f"x{n}", f"other{n % 30}", EventType.CLICK, f"ghost{n % 120}", ts=2_000 + n) for n in range(360)]
+    # A new user whose first event is on an unknown item: no vector, so their list is popularity's.
+    events.append(_ev("new", "newcomer", EventType.CLICK, "ghost-new", ts=3_000))
+
+    lists = _run(rec, events)
+
+    newcomer = lists["newcomer"]
+    assert len(newcomer) == 4, "the popular catalog items are the newcomer's list"
+    assert {s.item_id for s in newcomer} <= catalog
+    assert all(s.reason == POPULAR_REASON for s in newcomer)
+    assert len(rec.covis) <= len(catalog), "co-visitation keeps only catalog items"
+
+
+def test_a_deleted_popular_item_stops_setting_the_popularity_scale() -> None:
+    rec, _ = _recommender(top_k=3)
+    events = [_ev(f"h{n}", f"fan{n}", EventType.CLICK, "i0", ts=1_000 + n) for n in range(50)]
+    events += [_ev(f"o{n}", f"u{n}", EventType.CLICK, f"i{1 + n % 5}", ts=2_000 + n) for n in range(10)]
+    _run(rec, events)
+    rec.index.delete("i0")
+    lists = _run(rec, [_ev("cold", "cold", EventType.CLICK, "gone", ts=3_000)])
+    cold = lists["cold"]
+    assert "i0" not in {s.item_id for s in cold}
+    # The most popular item left sets the scale: its popularity term is the whole weight, not a fraction.
+    assert cold[0].score == pytest.approx(rec.params.w_popularity, rel=1e-6)
