@@ -27,14 +27,17 @@ demo: install
 test: install test-tools
 	$(BIN)/python -m pytest -q --durations=12
 
-# System tools the integration tests drive for real: the Prometheus server and promtool, and kcat
-# (Debian packages). Installed only when missing; as root, or through passwordless sudo.
+# System tools the tests drive for real: the Prometheus server and promtool, kcat and shellcheck
+# (Debian packages). Installed only when missing; as root, or through passwordless sudo. Their tests
+# skip where a tool is missing, except under CI=true, where a missing tool fails them.
+TOOL_PACKAGES = prometheus kcat shellcheck
 test-tools:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || { \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null \
+	  && command -v shellcheck >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus kcat >/dev/null 2>&1 \
-	  || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus kcat >/dev/null; } \
-	  || echo "could not install prometheus and kcat (apt-get): their tests will be skipped"; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TOOL_PACKAGES) >/dev/null 2>&1 \
+	  || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TOOL_PACKAGES) >/dev/null; } \
+	  || echo "could not install $(TOOL_PACKAGES) (apt-get): their tests will be skipped (and fail under CI=true)"; }
 
 test-integration: install test-tools
 	$(BIN)/python -m pytest -q -m "integration and not slow"

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 = off)")
     http_bind: str = Field("127.0.0.1", description="Address the read API (GET /recommendations/{user_id}) binds to")
     http_port: int = Field(6066, ge=0, le=65535, description="Read API port (0 = off)")
+    http_token: SecretStr | None = Field(
+        None, description="Bearer token GET /recommendations requires (Authorization: Bearer TOKEN); health, "
+        "readiness and /openapi.json stay open. Unset: no authentication (bind to 127.0.0.1 then)")
     http_advertised_host: str | None = Field(
         None, description="Host other workers use to forward read-API requests here (default: the bind address, "
         "or this machine's hostname when binding to all addresses)"

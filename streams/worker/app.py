@@ -179,7 +179,8 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
         metrics.READY.set(1 if is_ready() else 0)
 
     if settings.http_port > 0:
-        add_read_api(app, lists, users, is_ready, settings.worker_id)
+        token = settings.http_token.get_secret_value() if settings.http_token else None
+        add_read_api(app, lists, users, is_ready, settings.worker_id, token)
 
     @app.timer(1.0)
     async def report_lag() -> None:

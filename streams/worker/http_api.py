@@ -10,7 +10,8 @@ through one load balancer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,15 +24,30 @@ from schemas.records import json_schema
 from streams.worker.list_cache import ListCache, Lookup
 
 SERVED_BY = "Recstream-Served-By"
+# Set on a request one worker forwards to another: a worker that would forward it again answers 503.
+FORWARDED_BY = "Recstream-Forwarded-By"
 FORWARD_TIMEOUT_S = 5.0
 
 
-def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str) -> None:
+def authorised(headers: Mapping[str, str], token: str | None) -> bool:
+    """Whether a request may read lists: always without a token, else only with `Bearer <token>`."""
+    if token is None:
+        return True
+    scheme, _, given = headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str,
+                 token: str | None = None) -> None:
     """`routing_table`: any table partitioned like the events topic; Faust's router finds a key's
-    owner by a table's name."""
+    owner by a table's name. With a `token`, lists are served only to requests that bear it (the
+    reasons say what a user bought); health, readiness and the OpenAPI description stay open."""
     @app.page("/recommendations/{user_id}")
     async def recommendations(view: View, request: Request, user_id: str) -> Response:
         """The user's latest published list, with reasons (404 until they have one)."""
+        if not authorised(request.headers, token):
+            return view.error(401, "missing or wrong bearer token: send the header 'Authorization: Bearer TOKEN' "
+                                   "with the token the workers were given (RECSTREAM_HTTP_TOKEN)")
         if not is_ready():
             return view.error(503, "this worker is still restoring its state or loading the catalog; retry shortly")
         try:
@@ -41,7 +57,13 @@ def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: C
         try:
             if owner.host is not None and _same_node(owner, app.conf.canonical_url):
                 raise SameNode()
-            return await _forward(app, view, request, owner)
+            forwarded_by = request.headers.get(FORWARDED_BY)
+            if forwarded_by is not None:
+                return view.error(503, f"worker {forwarded_by} forwarded this request here, but this worker "
+                                       f"({worker_id}) sees {owner} as the owner of the user's partition: the "
+                                       "workers disagree about who owns what (a rebalance); retry shortly",
+                                  user_id=user_id)
+            return await _forward(app, view, request, owner, worker_id)
         except SameNode:
             pass
         except WebError as exc:
@@ -77,11 +99,18 @@ def _same_node(a: Any, b: Any) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
-async def _forward(app: AppT, view: View, request: Request, owner: Any) -> Response:
-    """The owner's answer, status and body as they are; a JSON error when the owner cannot be reached."""
+async def _forward(app: AppT, view: View, request: Request, owner: Any, worker_id: str) -> Response:
+    """The owner's answer, status and body as they are; a JSON error when the owner cannot be reached.
+
+    The request goes on with its credentials and a mark that it was forwarded once: the owner
+    serves it or answers 503, never forwards it again, so a disagreement about owners cannot loop."""
     url = request.url.with_host(owner.host).with_port(int(owner.port))
+    headers = {FORWARDED_BY: worker_id}
+    if "Authorization" in request.headers:
+        headers["Authorization"] = request.headers["Authorization"]
     try:
-        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as resp:
+        async with app.http_client.get(url, headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as resp:
             body = await resp.read()
             headers = {SERVED_BY: resp.headers[SERVED_BY]} if SERVED_BY in resp.headers else None
             return view.bytes(body, content_type=resp.content_type, status=resp.status, headers=headers)
@@ -106,8 +135,11 @@ def openapi_document() -> dict[str, Any]:
             "/recommendations/{user_id}": {"get": {
                 "summary": "A user's latest list, with the reason for each item",
                 "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "security": [{}, {"bearer": []}],
                 "responses": {
                     "200": answer("The list last published for the user", {"$ref": "#/components/schemas/Recommendation"}),
+                    "401": answer("The workers require a bearer token (RECSTREAM_HTTP_TOKEN) and this request lacks it",
+                                  {"$ref": "#/components/schemas/Error"}),
                     "404": answer("The user has no list (no applied events, or erased)", {"$ref": "#/components/schemas/Error"}),
                     "502": answer("The worker owning the user's partition did not answer", {"$ref": "#/components/schemas/Error"}),
                     "503": answer("Not ready, rebalancing, or the partition just taken over: retry", {"$ref": "#/components/schemas/Error"}),
@@ -118,5 +150,6 @@ def openapi_document() -> dict[str, Any]:
                 "200": answer("Ready", status), "503": answer("Not ready yet", {"$ref": "#/components/schemas/Error"})}}},
             "/openapi.json": {"get": {"summary": "This description", "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})}}},
         },
-        "components": {"schemas": {"Recommendation": recommendation, "Error": error}},
+        "components": {"schemas": {"Recommendation": recommendation, "Error": error},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

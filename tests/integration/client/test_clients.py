@@ -8,7 +8,6 @@ import os
 import pathlib
 import re
 import sys
-import shutil
 import subprocess
 import time
 
@@ -67,8 +66,9 @@ def kcat_env(tmp: pathlib.Path) -> dict[str, str]:
     return {**os.environ, "LD_LIBRARY_PATH": str(tmp)}
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (make test-tools installs it)")
-def test_kcat_produces_events_and_reads_lists_as_the_readme_shows(stack: LocalStack, worker, tmp_path) -> None:
+def test_kcat_produces_events_and_reads_lists_as_the_readme_shows(stack: LocalStack, worker, tmp_path,
+                                                                   require_tool) -> None:
+    require_tool("kcat")
     settings = stack.settings()
     env = kcat_env(tmp_path)
     event = {"event_id": "k-1", "user_id": "kcat-user", "type": "purchase", "item_id": CATALOG[5].item_id,

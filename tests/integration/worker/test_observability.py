@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,15 @@ from streams.lab.stack import LocalStack, WorkerProcess
 pytestmark = pytest.mark.integration
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "recstream.json"
-needs_prometheus = pytest.mark.skipif(
-    shutil.which("prometheus") is None or shutil.which("promtool") is None,
-    reason="the Debian package prometheus is not installed (make test-tools installs it)",
-)
+
+
+@pytest.fixture(scope="module")
+def prometheus_tools(require_tool: Callable[..., None]) -> None:
+    """The Debian package prometheus (the server and promtool); `make test-tools` installs it."""
+    require_tool("prometheus", "promtool")
+
+
+needs_prometheus = pytest.mark.usefixtures("prometheus_tools")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,8 @@ def busy_worker(stack: LocalStack) -> WorkerProcess:
 
 
 @pytest.fixture(scope="module")
-def prometheus(busy_worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(prometheus_tools: None, busy_worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[str]:
     """The real Prometheus server with deploy/prometheus as it is, its file targets pointed at the worker."""
     root = tmp_path_factory.mktemp("prometheus")
     shutil.copytree(DEPLOY / "prometheus", root / "config")

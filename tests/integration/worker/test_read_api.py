@@ -18,14 +18,20 @@ from streams.kafka.topics import partition_for
 from streams.kafka.watching import RecommendationWatcher
 from streams.lab.reliability.scaleout import wait_for_owners
 from streams.lab.stack import LocalStack, WorkerProcess
-from streams.worker.http_api import SERVED_BY
+from streams.worker.http_api import FORWARDED_BY, SERVED_BY
 
 pytestmark = pytest.mark.integration
 
 
-def get(worker: WorkerProcess, path: str) -> tuple[int, dict[str, str], Any]:
+TOKEN = "read-api-test-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def get(worker: WorkerProcess, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.http_port}{path}",
+                                     headers=BEARER if headers is None else headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.http_port}{path}", timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), json.loads(err.read())
@@ -33,6 +39,8 @@ def get(worker: WorkerProcess, path: str) -> tuple[int, dict[str, str], Any]:
 
 @pytest.fixture(scope="module")
 def two_workers(stack: LocalStack) -> tuple[WorkerProcess, WorkerProcess, dict[int, str]]:
+    # Both workers require the token: every read below, forwarded ones included, must carry it.
+    stack.extra_env["RECSTREAM_HTTP_TOKEN"] = TOKEN
     _, first = stack.start_worker_with_catalog(generate_catalog(), "api-a")
     second = stack.add_worker("api-b")
     partitions = stack.settings().events_partitions
@@ -79,3 +87,24 @@ def test_unknown_users_and_health_answer_in_json(two_workers) -> None:
         assert status == 200 and body["status"] == "ready"
         doc = get(worker, "/openapi.json")[2]
         assert doc["openapi"].startswith("3.") and "/recommendations/{user_id}" in doc["paths"]
+
+
+def test_lists_need_the_token_and_health_does_not(two_workers) -> None:
+    first, second, _ = two_workers
+    for worker in (first, second):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            status, _, body = get(worker, "/recommendations/api-user-0", headers)
+            assert status == 401 and "bearer token" in body["error"], (headers, body)
+        for path in ("/healthz", "/readyz", "/openapi.json"):
+            assert get(worker, path, {})[0] == 200, path
+
+
+def test_a_request_is_forwarded_at_most_once(stack: LocalStack, two_workers) -> None:
+    first, second, owners = two_workers
+    partitions = stack.settings().events_partitions
+    user = next(f"api-user-{n}" for n in range(100) if owners[partition_for(f"api-user-{n}", partitions)] == second.worker_id)
+    # As if the first worker had received it forwarded: it must not forward it on to the owner.
+    status, _, body = get(first, f"/recommendations/{user}", {**BEARER, FORWARDED_BY: "some-worker"})
+    assert status == 503 and "forwarded this request here" in body["error"], body
+    status, _, body = get(first, f"/recommendations/{user}")
+    assert status in (200, 404), f"an ordinary request is forwarded and answered by the owner: {body}"

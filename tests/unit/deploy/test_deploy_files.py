@@ -539,6 +539,7 @@ def test_docker_compose_config_validates():
     if cli is None:
         pytest.skip("no Compose v2 here (`docker compose` plugin or docker-compose v2 binary)")
     env = {k: v for k, v in os.environ.items() if k != "RECSTREAM_EVENTS_PARTITIONS"}
+    env["GRAFANA_ADMIN_PASSWORD"] = "not-a-default"  # required: compose refuses to start without it
     base = [*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
     quiet = subprocess.run([*base, "config", "-q"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert quiet.returncode == 0, quiet.stderr
@@ -715,9 +716,8 @@ def test_create_topics_sh_is_executable_posix_sh():
     )
 
 
-def test_create_topics_sh_passes_shellcheck():
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not on PATH")
+def test_create_topics_sh_passes_shellcheck(require_tool):
+    require_tool("shellcheck")
     proc = subprocess.run(["shellcheck", "--shell=sh", str(CREATE_TOPICS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -796,6 +796,21 @@ def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
     home = service_env(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     assert home == f"{dashboards_dir}/recstream.json"
+
+
+def test_published_ports_are_loopback_unless_the_operator_says_otherwise(services):
+    """Kafka has no authentication here and the read API's reasons reveal purchases: by default nothing
+    is published beyond this machine (RECSTREAM_PUBLISH_ADDRESS=0.0.0.0 opts in)."""
+    entries = [(name, str(p)) for name, svc in services.items() for p in svc.get("ports") or []]
+    assert entries, "the stack publishes its ports"
+    for name, entry in entries:
+        assert entry.startswith("${RECSTREAM_PUBLISH_ADDRESS:-127.0.0.1}:"), f"{name} publishes {entry} on every interface"
+
+
+def test_grafana_has_no_admin_password_that_works_by_default(services):
+    password = service_env(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    # `${VAR:?message}`: compose stops with the message when the variable is unset or empty.
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", password), password
 
 
 def test_worker_serves_the_read_api_outside_its_container(services, stages):
