@@ -5,7 +5,8 @@
 # The layout here must agree with deploy/kafka/topics.json (tests/unit/deploy checks it):
 #   events           EVENTS_PARTITIONS partitions, retention 7 days
 #   items            1 partition, compacted (the catalog, keyed by item_id)
-#   recommendations  EVENTS_PARTITIONS partitions, compacted (keyed by user_id: latest list per user)
+#   recommendations  EVENTS_PARTITIONS partitions, compacted (keyed by user_id: latest list per user),
+#                    every record compacted within a day (README "Privacy")
 #   covisits         EVENTS_PARTITIONS partitions, retention 365 days (every worker replays it)
 #   dead-letter      1 partition, retention 14 days, messages up to 4 MiB (originals in base64)
 #
@@ -33,6 +34,8 @@ TOPIC_DEAD_LETTER="${RECSTREAM_TOPIC_DEAD_LETTER:-recstream.dead-letter}"
 RETENTION_7_DAYS_MS=604800000
 RETENTION_14_DAYS_MS=1209600000
 RETENTION_365_DAYS_MS=31536000000
+ONE_DAY_MS=86400000
+SIX_HOURS_MS=21600000
 
 # create_topic NAME PARTITIONS [--config KEY=VALUE]...
 create_topic() {
@@ -52,8 +55,13 @@ create_topic "$TOPIC_EVENTS" "$EVENTS_PARTITIONS" \
 create_topic "$TOPIC_ITEMS" 1 \
     --config cleanup.policy=compact
 
+# An erased user's lists are compacted away within a day; the tombstone (only the user id) a day later.
 create_topic "$TOPIC_RECOMMENDATIONS" "$EVENTS_PARTITIONS" \
-    --config cleanup.policy=compact
+    --config cleanup.policy=compact \
+    --config "max.compaction.lag.ms=${ONE_DAY_MS}" \
+    --config "segment.ms=${SIX_HOURS_MS}" \
+    --config min.cleanable.dirty.ratio=0.1 \
+    --config "delete.retention.ms=${ONE_DAY_MS}"
 
 create_topic "$TOPIC_COVISITS" "$EVENTS_PARTITIONS" \
     --config "retention.ms=${RETENTION_365_DAYS_MS}"

@@ -41,6 +41,22 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-{USERS_TABLE}-changelog"
 
 
+# The compacted topics that hold a user's data (their latest list; the users table's changelog, their
+# state). An erase writes a tombstone for the user's key; on Apache Kafka the older records behind it
+# are removed once compaction runs, and these settings bound when that is: every record is compacted
+# within `max.compaction.lag.ms` of being written (a segment is rolled by then, and the cleaner takes
+# it regardless of the dirty ratio), and the tombstone itself, which holds only the user id, goes
+# `delete.retention.ms` after that. So an erased user's lists and state are gone from Kafka within a
+# day, and their id within two (plus the cleaner's own delay, seconds to minutes). README "Privacy".
+ERASABLE_COMPACTION: dict[str, str] = {
+    "cleanup.policy": "compact",
+    "max.compaction.lag.ms": str(DAY_MS),
+    "segment.ms": str(DAY_MS // 4),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(DAY_MS),
+}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -55,7 +71,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # The catalog is a compacted log keyed by item id: the latest version of each item survives.
         TopicSpec(settings.topic_items, 1, {"cleanup.policy": "compact"}),
         # Latest list per user; the same partition count as events keeps a user's input and output aligned.
-        TopicSpec(settings.topic_recommendations, p, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_recommendations, p, dict(ERASABLE_COMPACTION)),
         # Every worker replays this log into its co-visitation store; keep it at least as long as
         # a new worker should learn from (the co-visitation half-life is a year of event time).
         TopicSpec(settings.topic_covisits, p, {"retention.ms": str(365 * DAY_MS)}),

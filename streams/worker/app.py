@@ -10,7 +10,13 @@ from mode import CrashingSupervisor
 
 from models.covisitation import CoVisitation
 from models.pipeline import Recommender
-from streams.kafka.topics import DEAD_LETTER_MAX_BYTES, USERS_TABLE, WORKER_HEADER, changelog_topic
+from streams.kafka.topics import (
+    DEAD_LETTER_MAX_BYTES,
+    ERASABLE_COMPACTION,
+    USERS_TABLE,
+    WORKER_HEADER,
+    changelog_topic,
+)
 from streams.settings import Settings
 from streams.worker import metrics
 from streams.worker.batch_output import BatchOutput
@@ -44,6 +50,8 @@ def _bytes_table(
         value_type=bytes,
         partitions=partitions,
         changelog_topic=changelog_topic,
+        # A user's state: an erase's tombstone must clear the older states from the changelog in bounded time.
+        extra_topic_configs=dict(ERASABLE_COMPACTION),
         # Faust's RocksDB defaults (64 MB x 3 memtables, a 2 GB cache, per partition) are sized for big
         # servers; these bound a worker's table memory to settings.rocksdb_memory_mb(partitions).
         options={
