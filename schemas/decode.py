@@ -28,6 +28,9 @@ WRONG_PARTITION_KEY = "key_mismatch"
 # pipeline failed on every time while the rest of its batch went through.
 STATE_UNREADABLE = "state_unreadable"
 PROCESSING_FAILED = "processing_failed"
+# Every reason a message of each kind can be dead-lettered for (the worker exports each at 0 from its start).
+EVENT_REASONS = (TOO_LARGE, INVALID_JSON, SCHEMA, QUERY_TOO_LONG, TS_OUT_OF_RANGE, PROCESSING_FAILED)
+ITEM_REASONS = (TOO_LARGE, INVALID_JSON, SCHEMA)
 
 
 class InvalidMessage(ValueError):

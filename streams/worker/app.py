@@ -10,6 +10,7 @@ from mode import CrashingSupervisor
 
 from models.covisitation import CoVisitation
 from models.pipeline import Recommender
+from schemas.decode import EVENT_REASONS, ITEM_REASONS, STATE_UNREADABLE
 from streams.kafka.topics import (
     DEAD_LETTER_MAX_BYTES,
     ERASABLE_COMPACTION,
@@ -31,6 +32,7 @@ from streams.worker.faust_delivery import deliver_without_tasks
 from streams.worker.faust_fetch import set_fetch_max_wait
 from streams.worker.http_api import add_read_api
 from streams.worker.list_cache import ListCache
+from streams.worker.loop_lag import LoopLagMonitor
 from streams.worker.publishing import DeadLetters
 from streams.worker.table_writes import BatchedTable
 
@@ -107,6 +109,12 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     app.add_dependency(catalog)
     covis = CoVisitation(settings.core)
     app.add_dependency(CoVisitService(settings, covis, loop=app.loop, beacon=app.beacon))
+    app.add_dependency(LoopLagMonitor(loop=app.loop, beacon=app.beacon))
+    # Every series the dashboard plots exists from the first scrape, at 0.
+    metrics.start_at_zero(partitions, {settings.topic_events: EVENT_REASONS, settings.topic_items: ITEM_REASONS,
+                                       changelog_topic(settings): (STATE_UNREADABLE,)})
+    for partition in range(partitions):
+        metrics.CONSUMER_LAG.labels(settings.topic_events, str(partition)).set(0)
 
     def owned_partitions() -> set[int]:
         try:
@@ -193,7 +201,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     @app.timer(1.0)
     async def report_lag() -> None:
         if processor is not None:
-            await processor.report_lag(app.consumer.highwaters)
+            await processor.report_lag(app.consumer.highwaters, owned_partitions())
 
     @app.timer(1.0)
     async def report_partitions() -> None:

@@ -244,12 +244,17 @@ class EventsProcessor:
         self.users.put(partition, user_id.encode(), None)
         metrics.USERS_ERASED.inc()
 
-    async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]]) -> None:
+    async def report_lag(self, end_offsets: Callable[..., Awaitable[Mapping[TP, int]]], owned: set[int]) -> None:
         """Consumer lag per partition: the log's end offset minus the next offset to apply.
 
         End offsets are asked of the broker: the high watermark of the last fetch goes stale
-        exactly when the worker is behind (it fetches only when its buffers have room).
+        exactly when the worker is behind (it fetches only when its buffers have room). A partition
+        that moved to another worker reads 0 here from then on: its lag is the new owner's to
+        report, and a stale position would count it (growing) twice in the dashboard's sum.
         """
+        for tp in [tp for tp in self.positions if tp.partition not in owned]:
+            del self.positions[tp]
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(0)
         if not self.positions:
             return
         ends = await end_offsets(*self.positions)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from schemas.records import EventType
 
 EVENTS_IN = Counter("recstream_events_total", "Valid events applied, by type", ["type"])
 EVENTS_DUPLICATE = Counter("recstream_events_duplicate_total", "Redelivered events recognised and skipped")
@@ -54,6 +58,29 @@ PARTITION_OWNED = Gauge(
     "recstream_partition_owned", "1 for each events partition this worker owns now (0 once it moved away)", ["partition"]
 )
 READY = Gauge("recstream_ready", "1 once the index is loaded and table recovery has finished")
+LOOP_LAG = Histogram(
+    "recstream_event_loop_lag_seconds",
+    "How late the worker's event loop ran a timer due every 0.1 s: how long something held the loop",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+def start_at_zero(events_partitions: int, dead_letter_sources: Mapping[str, Iterable[str]]) -> None:
+    """Create every labelled series the dashboard plots, at 0, before anything happens.
+
+    A labelled series exists only once it is first set: on a healthy worker the dead-letter panel
+    would show "no data" (not 0) until the first bad message, and a rate over a series that appears
+    mid-window undercounts. `dead_letter_sources`: topic -> the reasons its messages can fail for.
+    """
+    for kind in EventType:
+        EVENTS_IN.labels(kind.value)
+    for topic, reasons in dead_letter_sources.items():
+        for reason in reasons:
+            DEAD_LETTERED.labels(topic, reason)
+    for op in ("upsert", "delete"):
+        ITEMS_INGESTED.labels(op)
+    for partition in range(events_partitions):
+        PARTITION_OWNED.labels(str(partition)).set(0)
 
 
 def serve(host: str, port: int) -> None:

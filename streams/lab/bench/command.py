@@ -31,6 +31,7 @@ from streams.lab.bench.stream_bench import (
     wide_stream,
 )
 from streams.lab.broker import EmbeddedBroker, free_port
+from streams.lab.children import die_with_parent
 from streams.lab.markdown_sections import publish_report
 from streams.lab.measure import machine
 from streams.lab.reliability.checks import isolated_env
@@ -126,7 +127,8 @@ def _hit_at_10(root: Path, fraction: float, int8: bool) -> float:
     report = root / f"eval-{'int8' if int8 else 'fp32'}.json"
     env = {**os.environ, "RECSTREAM_ENCODER_INT8": "1" if int8 else "0"}
     subprocess.run([sys.executable, "-m", "streams.cli", "evaluate", "--no-baselines", "--fraction", str(fraction),
-                    "--json", str(report)], env=env, check=True, capture_output=True, timeout=3600)
+                    "--json", str(report)], env=env, check=True, capture_output=True, timeout=3600,
+                   preexec_fn=die_with_parent())
     return float(json.loads(report.read_text())["recstream"]["hit@10"])
 
 

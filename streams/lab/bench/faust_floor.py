@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from typing import Any
 
 import faust
 
+from streams.lab.children import die_with_parent
 from streams.settings import Settings
 from streams.worker.credentials import faust_credentials
 from streams.worker.faust_delivery import deliver_without_tasks
@@ -35,7 +37,8 @@ def measure(env: Mapping[str, str], topic: str, count: int, timeout: float = 300
     with tempfile.TemporaryDirectory(prefix="recstream-faust-floor-") as tmp:
         out = Path(tmp) / "floor.json"
         done = subprocess.run([sys.executable, "-m", "streams.lab.bench.faust_floor", topic, str(count), str(out)],
-                              env=dict(env), capture_output=True, text=True, timeout=timeout)
+                              env=dict(env), capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=die_with_parent(signal.SIGKILL))
         if done.returncode != 0 or not out.exists():
             raise RuntimeError(f"the Faust floor run failed (exit {done.returncode}): {done.stderr[-2000:]}")
         return json.loads(out.read_text())

@@ -19,6 +19,7 @@ import click
 from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
 from streams.lab import sources
 from streams.lab.bench.stream_bench import interleaved, wide_stream
+from streams.lab.children import die_with_parent
 from streams.lab.markdown_sections import write_section
 from streams.lab.reliability.checks import isolated_env
 from streams.lab.stack import LocalStack
@@ -63,7 +64,8 @@ def profile_backlog(source: sources.Source, events: int, seconds: int, root: Pat
         out = root / "profile.txt"
         assert worker.proc is not None
         subprocess.run([spy, "record", "--format", "raw", "--duration", str(seconds), "--rate", "200",
-                        "--output", str(out), "--pid", str(worker.proc.pid)], check=True, capture_output=True)
+                        "--output", str(out), "--pid", str(worker.proc.pid)], check=True, capture_output=True,
+                       preexec_fn=die_with_parent())
         rate = ((worker.metric("recstream_events_total") or 0.0) - before) / (time.monotonic() - started)
         return out.read_text(), rate
 

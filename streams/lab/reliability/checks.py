@@ -18,6 +18,7 @@ from schemas.records import Event
 from streams.kafka.producing import Publisher, paced, publish_event
 from streams.kafka.topics import changelog_topic
 from streams.kafka.watching import scan_to_end
+from streams.lab.children import die_with_parent
 from streams.settings import Settings
 
 
@@ -39,7 +40,8 @@ def export_states(env: dict[str, str], out: Path, timeout: float = 600.0) -> dic
     """`recstream state export` as a user runs it, beside the running worker. A soak's changelog
     holds hundreds of MB, read while the workers still write: minutes on two busy cores."""
     proc = subprocess.run([sys.executable, "-m", "streams.cli", "state", "export", "--out", str(out),
-                           "--timeout", str(timeout)], env=env, capture_output=True, text=True, timeout=timeout + 60)
+                           "--timeout", str(timeout)], env=env, capture_output=True, text=True, timeout=timeout + 60,
+                          preexec_fn=die_with_parent())
     if proc.returncode != 0:
         raise RuntimeError(f"recstream state export failed: {proc.stderr.strip()}")
     return {row["user_id"]: row for row in map(json.loads, out.read_text().splitlines())}

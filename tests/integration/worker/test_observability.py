@@ -38,11 +38,17 @@ needs_prometheus = pytest.mark.usefixtures("prometheus_tools")
 
 
 @pytest.fixture(scope="module")
-def busy_worker(stack: LocalStack) -> WorkerProcess:
-    """A worker that has applied events of several types and dead-lettered one message, so every
-    labelled series the dashboard uses exists."""
+def fresh_worker(stack: LocalStack) -> tuple[WorkerProcess, Publisher, str]:
+    """A ready worker that has seen no event yet, its publisher, and its first scrape once ready."""
+    publisher, worker = stack.start_worker_with_catalog(generate_catalog(), "observed")
+    return worker, publisher, worker.metrics()
+
+
+@pytest.fixture(scope="module")
+def busy_worker(stack: LocalStack, fresh_worker: tuple[WorkerProcess, Publisher, str]) -> WorkerProcess:
+    """The same worker once it has applied events of several types and dead-lettered one message."""
     catalog = generate_catalog()
-    publisher, worker = stack.start_worker_with_catalog(catalog, "observed")
+    worker, publisher, _ = fresh_worker
     settings = stack.settings()
     now = int(time.time() * 1000)
     events = [Event(event_id=f"o-{n}", user_id=f"obs-{n % 5}", type=kind, item_id=catalog[n].item_id, ts=now + n)
@@ -102,6 +108,36 @@ def _query(url: str, expr: str) -> list[dict[str, Any]]:
 def dashboard_exprs() -> list[tuple[str, str]]:
     doc = json.loads(DASHBOARD.read_text())
     return [(panel["title"], target["expr"]) for panel in doc["panels"] for target in panel["targets"]]
+
+
+def samples(scrape: str) -> dict[str, list[dict[str, str]]]:
+    """Metric name -> the label sets of its samples, from Prometheus text."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for line in scrape.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, rest = line.partition("{")
+        name = name.split(" ")[0]
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', rest.split("}")[0])) if rest else {}
+        out.setdefault(name, []).append(labels)
+    return out
+
+
+def test_a_fresh_worker_exports_every_series_the_dashboard_plots(stack: LocalStack, fresh_worker) -> None:
+    """Before any event: every metric every panel uses is in the first scrape, with its known labels at 0,
+    so a healthy worker's panels show zeros, not "no data"."""
+    _, _, scrape = fresh_worker
+    found = samples(scrape)
+    for title, expr in dashboard_exprs():
+        for name in set(re.findall(r"\brecstream_[a-z0-9_]+", expr)):
+            assert found.get(name), f"panel {title!r}: {name} is not in a fresh worker's first scrape"
+    settings = stack.settings()
+    assert {s["type"] for s in found["recstream_events_total"]} == {t.value for t in EventType}
+    reasons = {s["reason"] for s in found["recstream_dead_letter_total"] if s["topic"] == settings.topic_events}
+    assert {"invalid_json", "schema_violation", "too_large", "ts_out_of_range"} <= reasons
+    lag = {s["partition"] for s in found["recstream_consumer_lag"]}
+    assert lag == {str(p) for p in range(settings.events_partitions)}
+    assert found["recstream_event_loop_lag_seconds_bucket"], "the loop-lag histogram is exported"
 
 
 @needs_prometheus
