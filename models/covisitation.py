@@ -156,7 +156,6 @@ class CoVisitation:
         self._counts = np.zeros(1024, dtype=np.float64)
         self._popularity = np.zeros(1024, dtype=np.float64)
         self._t0_s: float | None = None
-        self._top: np.ndarray | None = None
         self._dirty: set[int] = set()
         self.applied = 0
         # Per source (events partition): the highest source offset applied, so a re-published visit
@@ -199,7 +198,6 @@ class CoVisitation:
         b = self.id_of(visit.item_id)
         self._counts[b] += gain_c
         self._popularity[b] += 2.0**exp_p
-        self._top = None
         self._dirty.add(b)
         backward = self.params.covis_backward
         row_b = self._pairs[b]
@@ -339,13 +337,7 @@ class CoVisitation:
         the catalog now, so an id the catalog never had, or deleted, can neither take a candidate's
         place nor set the popularity normaliser.
         """
-        if allowed is not None:
-            return self._most_popular(np.where(allowed, self.popularities, 0.0))
-        if self._top is None:
-            self._top = self._most_popular(self.popularities)
-        return self._top
-
-    def _most_popular(self, pop: np.ndarray) -> np.ndarray:
+        pop = self.popularities if allowed is None else np.where(allowed, self.popularities, 0.0)
         n = min(self.params.popular_candidates, int((pop > 0).sum()))
         if n == 0:
             return np.zeros(0, dtype=np.int64)

@@ -133,10 +133,8 @@ def _prepare(
     # A search is an explicit request: popularity must not drown it (applied per user, in the chunk).
     pop_max = float(covis.popularities[pop_ids[0]]) if len(pop_ids) else 0.0
     evidence = co.slot_id >= 0
-    slot_label = np.full(co.slot_id.shape, -1, dtype=np.int64)
-    slot_label[evidence] = label_of[co.slot_id[evidence]]
-    slot_live = slot_label >= 0
-    slot_live[slot_live] = index.live_mask[slot_label[slot_live]]
+    slot_live = np.zeros(co.slot_id.shape, dtype=bool)
+    slot_live[evidence] = in_catalog[co.slot_id[evidence]]
     return _Batch(states, exclude, anchors, co, top_co, content_led, searching, content, label_of, covis_of,
                   counts, pops, pop_labels, pop_max, slot_live, co.pair_keys())
 

@@ -28,8 +28,7 @@ from streams.worker.committed_seek import seek_uncommitted_to_start
 from streams.worker.covisit_service import CoVisitService
 from streams.worker.credentials import faust_credentials
 from streams.worker.events_agent import EventsProcessor
-from streams.worker.faust_delivery import deliver_without_tasks
-from streams.worker.faust_fetch import set_fetch_max_wait
+from streams.worker.faust_setup import faust_brokers, tune_faust
 from streams.worker.http_api import add_read_api
 from streams.worker.list_cache import ListCache
 from streams.worker.loop_lag import LoopLagMonitor
@@ -71,14 +70,12 @@ def _bytes_table(
 
 def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
     partitions = events_partitions or settings.events_partitions
-    set_fetch_max_wait(settings.fetch_max_wait_ms)
-    deliver_without_tasks()
+    tune_faust(settings)
     verify_changelog_ends(settings)
     seek_uncommitted_to_start()
-    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
     app = faust.App(
         settings.app_id,
-        broker=brokers,
+        broker=faust_brokers(settings),
         datadir=str(settings.worker_dir / "faust"),
         store="rocksdb://",
         # The read API (streams/worker/http_api.py). Requests for a user whose partition another worker owns

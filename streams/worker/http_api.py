@@ -105,11 +105,11 @@ async def _forward(app: AppT, view: View, request: Request, owner: Any, worker_i
     The request goes on with its credentials and a mark that it was forwarded once: the owner
     serves it or answers 503, never forwards it again, so a disagreement about owners cannot loop."""
     url = request.url.with_host(owner.host).with_port(int(owner.port))
-    headers = {FORWARDED_BY: worker_id}
+    onward = {FORWARDED_BY: worker_id}
     if "Authorization" in request.headers:
-        headers["Authorization"] = request.headers["Authorization"]
+        onward["Authorization"] = request.headers["Authorization"]
     try:
-        async with app.http_client.get(url, headers=headers,
+        async with app.http_client.get(url, headers=onward,
                                        timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as resp:
             body = await resp.read()
             headers = {SERVED_BY: resp.headers[SERVED_BY]} if SERVED_BY in resp.headers else None

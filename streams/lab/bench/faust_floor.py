@@ -28,8 +28,7 @@ import faust
 from streams.lab.children import die_with_parent
 from streams.settings import Settings
 from streams.worker.credentials import faust_credentials
-from streams.worker.faust_delivery import deliver_without_tasks
-from streams.worker.faust_fetch import set_fetch_max_wait
+from streams.worker.faust_setup import faust_brokers, tune_faust
 
 
 def measure(env: Mapping[str, str], topic: str, count: int, timeout: float = 300) -> dict[str, Any]:
@@ -46,12 +45,10 @@ def measure(env: Mapping[str, str], topic: str, count: int, timeout: float = 300
 
 def _run(topic_name: str, count: int, out: Path) -> None:
     settings = Settings()
-    set_fetch_max_wait(settings.fetch_max_wait_ms)
-    deliver_without_tasks()
-    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()]
+    tune_faust(settings)
     app = faust.App(
         f"recstream-faust-floor-{uuid.uuid4().hex[:8]}",
-        broker=brokers,
+        broker=faust_brokers(settings),
         datadir=str(out.parent / "faust"),
         web_enabled=False,
         autodiscover=False,
