@@ -47,7 +47,7 @@ def changelog_topic(settings: Settings) -> str:
 # within `max.compaction.lag.ms` of being written (a segment is rolled by then, and the cleaner takes
 # it regardless of the dirty ratio), and the tombstone itself, which holds only the user id, goes
 # `delete.retention.ms` after that. So an erased user's lists and state are gone from Kafka within a
-# day, and their id within two (plus the cleaner's own delay, seconds to minutes). README "Privacy".
+# day, and their id within two (plus the cleaner's own delay, not measured here). README "Privacy".
 ERASABLE_COMPACTION: dict[str, str] = {
     "cleanup.policy": "compact",
     "max.compaction.lag.ms": str(DAY_MS),
