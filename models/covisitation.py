@@ -4,7 +4,9 @@ State keyed by item cannot live with the users (events are partitioned by user),
 a user only *describes* what an event adds (`visit_for` -> `CoVisit`); every worker applies every
 `CoVisit` to its own `CoVisitation`. Applying is order-independent: weights use forward decay
 (an event at time t adds 2**((t - t0) / half_life)), so two workers that applied the same visits
-in different orders hold the same numbers, and a late event weighs what its own time says.
+in different orders hold the same numbers, and a late event weighs what its own time says. The
+exception is pruning (`_prune`): which weak pairs a long row drops depends on what had arrived;
+tests/unit/models/test_covisitation_convergence.py measures what that does to users' lists.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ EXACT_CONTENT_MAX_ITEMS = 50_000
 # ... and only for batches of at least this many such users: the product reads every item vector
 # once per batch (~15 MB for 10,000 items), which one or two graph searches undercut.
 EXACT_CONTENT_MIN_USERS = 8
+# ... computed this many users at a time (the results do not depend on it).
+EXACT_CONTENT_USERS_PER_CALL = 32
 # Cells of one chunk's dense (users x candidates) matrices: at most ~8 MB each in float64.
 CHUNK_CELLS = 1 << 20
 
@@ -271,10 +273,14 @@ def _content_neighbours(states: Sequence[UserState], index: ItemIndex, params: C
     exact = has_query & ~content_led & (index.n_labels <= max_items)
     if exact.sum() < min_users:
         exact[:] = False
-    if exact.any():
-        rows = np.flatnonzero(exact)
+    exact_rows = np.flatnonzero(exact)
+    dead = ~index.live_mask
+    # A few users per product: one call on a whole batch (500 users x 10,000 items) held the GIL for
+    # ~50 ms in argpartition, and the worker's event loop with it (streams/worker/model_access.py).
+    for start in range(0, len(exact_rows), EXACT_CONTENT_USERS_PER_CALL):
+        rows = exact_rows[start : start + EXACT_CONTENT_USERS_PER_CALL]
         scores = queries[rows] @ index.unit_vectors.T
-        scores[:, ~index.live_mask] = -np.inf
+        scores[:, dead] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else np.argsort(-scores, axis=1)
         for at, (r, cols) in enumerate(zip(rows, top)):
             labels[r] = cols

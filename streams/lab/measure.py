@@ -120,3 +120,22 @@ def measured_replay(
         latency_ms_p99=round(_percentile(latencies, 0.99), 2),
         latency_samples=len(latencies),
     )
+
+
+def histogram_quantile(scrape: str, name: str, q: float) -> float | None:
+    """The `q` quantile of an unlabelled Prometheus histogram in a /metrics scrape, as the upper bound
+    of the bucket it falls in (no interpolation: a bound the true quantile does not exceed).
+
+    None before the first observation; +inf if it lies beyond the largest bucket.
+    """
+    buckets: list[tuple[float, float]] = []
+    prefix = f'{name}_bucket{{le="'
+    for line in scrape.splitlines():
+        if line.startswith(prefix):
+            bound, count = line[len(prefix):].split('"}', 1)
+            buckets.append((float(bound), float(count)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    return next(bound for bound, count in buckets if count >= q * total)

@@ -9,6 +9,7 @@ from faust.exceptions import ConsumerNotStarted
 from mode import CrashingSupervisor
 
 from models.covisitation import CoVisitation
+from models.encoder import Encoder
 from models.pipeline import Recommender
 from schemas.decode import EVENT_REASONS, ITEM_REASONS, STATE_UNREADABLE
 from streams.kafka.topics import (
@@ -23,6 +24,7 @@ from streams.worker import metrics
 from streams.worker.batch_output import BatchOutput
 from streams.worker.catalog_service import CatalogService
 from streams.worker.changelog_end import verify_changelog_ends
+from streams.worker.collector import freeze_survivors
 from streams.worker.commit_gate import gate_commits, stop_worker
 from streams.worker.committed_seek import seek_uncommitted_to_start
 from streams.worker.covisit_service import CoVisitService
@@ -32,8 +34,9 @@ from streams.worker.faust_setup import faust_brokers, tune_faust
 from streams.worker.http_api import add_read_api
 from streams.worker.list_cache import ListCache
 from streams.worker.loop_lag import LoopLagMonitor
+from streams.worker.model_access import ModelAccess
 from streams.worker.publishing import DeadLetters
-from streams.worker.table_writes import BatchedTable
+from streams.worker.table_writes import BatchedTable, count_rows
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -68,7 +71,9 @@ def _bytes_table(
     return table
 
 
-def build_app(settings: Settings, events_partitions: int | None = None) -> faust.App:
+def build_app(settings: Settings, events_partitions: int | None = None, encoder: Encoder | None = None) -> faust.App:
+    """The worker's Faust app. `encoder` embeds item texts and search queries (loaded by the caller
+    before the loop starts; None: loaded by the catalog service as it starts)."""
     partitions = events_partitions or settings.events_partitions
     tune_faust(settings)
     verify_changelog_ends(settings)
@@ -102,10 +107,13 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     output = BatchOutput(settings)
     dead_letters = DeadLetters(output, settings.topic_dead_letter)
     users = _bytes_table(app, settings, USERS_TABLE, partitions)
-    catalog = CatalogService(settings, dead_letters, loop=app.loop, beacon=app.beacon)
+    # The step reads the item index and co-visitation in its own thread; their readers write them on the loop.
+    models = ModelAccess()
+    catalog = CatalogService(settings, models, dead_letters, encoder, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)
     covis = CoVisitation(settings.core)
-    app.add_dependency(CoVisitService(settings, covis, loop=app.loop, beacon=app.beacon))
+    covisits = CoVisitService(settings, models, covis, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(covisits)
     app.add_dependency(LoopLagMonitor(loop=app.loop, beacon=app.beacon))
     # Every series the dashboard plots exists from the first scrape, at 0.
     metrics.start_at_zero(partitions, {settings.topic_events: EVENT_REASONS, settings.topic_items: ITEM_REASONS,
@@ -132,6 +140,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
             assert catalog.catalog is not None
             processor = EventsProcessor(
                 recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
+                models=models,
                 users=BatchedTable(users, output, changelog_topic(settings)),
                 recommendations_topic=settings.topic_recommendations,
                 # Every list says which worker made it: the owner of the user's partition at the time.
@@ -152,7 +161,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
     @app.agent(events_topic, name="events", supervisor_strategy=CrashingSupervisor)
     async def events_agent(stream: faust.StreamT) -> None:
         # Events wait until the whole catalog is in the index, so none is applied without its item.
-        await catalog.loaded.wait()
+        await catalog.caught_up.wait()
         events = get_processor()
         gate_commits(app.consumer, events, on_failure=stop_worker)
         try:
@@ -185,11 +194,20 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
             stop_worker(exc)
 
     def is_ready() -> bool:
-        return app.tables.recovery.completed.is_set() and catalog.loaded.is_set() and lists.caught_up()
+        # Co-visitation too: until it has caught up with its topic, lists lack what other workers learnt.
+        return (app.tables.recovery.completed.is_set() and catalog.caught_up.is_set()
+                and covisits.caught_up.is_set() and lists.caught_up())
+
+    was_ready = False
 
     @app.timer(1.0)
     async def report_readiness() -> None:
-        metrics.READY.set(1 if is_ready() else 0)
+        nonlocal was_ready
+        ready = is_ready()
+        metrics.READY.set(1 if ready else 0)
+        if ready and not was_ready:  # what the worker restored stays for good: no collection walks it
+            freeze_survivors("first ready", collect=False)
+            was_ready = True
 
     if settings.http_port > 0:
         token = settings.http_token.get_secret_value() if settings.http_token else None
@@ -208,7 +226,7 @@ def build_app(settings: Settings, events_partitions: int | None = None) -> faust
 
     @app.timer(10.0)
     async def count_users() -> None:
-        metrics.USERS_IN_STATE.set(len(users))
+        metrics.USERS_IN_STATE.set(await count_rows(users))
 
     app.recstream_catalog = catalog  # type: ignore[attr-defined]
     return app

@@ -16,13 +16,14 @@ from typing import Any
 from mode import Service
 
 from models.catalog import Catalog
-from models.encoder import SentenceEncoder
+from models.encoder import Encoder, SentenceEncoder
 from models.index import ItemIndex
 from schemas.decode import InvalidMessage, Limits, decode_item
 from schemas.records import Item
 from streams.settings import Settings
 from streams.worker import metrics
-from streams.worker.full_reader import WholeTopicService, caught_up
+from streams.worker.full_reader import WholeTopicService
+from streams.worker.model_access import ModelAccess
 from streams.worker.publishing import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,15 @@ ITEMS_BATCH = 256
 
 
 class CatalogService(WholeTopicService):
-    def __init__(self, settings: Settings, dead_letters: DeadLetters, **kw: Any) -> None:
-        super().__init__(settings, **kw)
+    def __init__(
+        self, settings: Settings, models: ModelAccess, dead_letters: DeadLetters, encoder: Encoder | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(settings, models, **kw)
+        self._encoder = encoder
         self.dead_letters = dead_letters
         self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
         self.catalog: Catalog | None = None
-        self.loaded = asyncio.Event()
         self._dirty = False
 
     @property
@@ -50,7 +54,8 @@ class CatalogService(WholeTopicService):
         metrics.INDEX_SIZE.set(len(self.catalog.index))
 
     def _load(self) -> Catalog:
-        encoder = SentenceEncoder(threads=self.settings.encoder_threads, int8=self.settings.encoder_int8)
+        encoder = self._encoder or SentenceEncoder(
+            threads=self.settings.encoder_threads, int8=self.settings.encoder_int8)
         if ItemIndex.exists(self.settings.index_dir):
             index, checkpoint = ItemIndex.load(self.settings.index_dir)
             if checkpoint.get("topic") == self.settings.topic_items:
@@ -60,12 +65,18 @@ class CatalogService(WholeTopicService):
             index = ItemIndex(encoder.dim)
         return Catalog(index, encoder)
 
-    def save(self) -> None:
+    async def save(self) -> None:
+        """The index and the offsets it reflects, written (and fsynced) in the models thread, where
+        no upsert can land while it is written.
+
+        The offsets are taken first: an item applied before the save starts is in the index but
+        maybe not in its offsets, and is applied again after a restart (an upsert of the same text
+        costs no embedding); never the other way round, which would lose it."""
         if self.catalog is None or not self._dirty:
             return
-        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()}}
-        self.catalog.index.save(self.settings.index_dir, checkpoint)
         self._dirty = False
+        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()}}
+        await self.models.run(self.catalog.index.save, self.settings.index_dir, checkpoint)
 
     @Service.task
     async def _read_items(self) -> None:
@@ -77,11 +88,8 @@ class CatalogService(WholeTopicService):
                 await self._apply(records)
                 self._offsets[tp.partition] = records[-1].offset + 1
                 self._dirty = True
-            # Caught up = past the end offsets *and* a fetch that found nothing more: some brokers
-            # (the embedded Tansu) report end offsets short of the last record.
-            if not self.loaded.is_set() and not batches and await caught_up(consumer, ends):
-                self.loaded.set()
-                self.save()
+            if await self.reached_end(consumer, ends, fetched=bool(batches)):
+                await self.save()
                 log.info("catalog caught up", extra={"items": len(self.index), "seconds": round(time.monotonic() - started, 1)})
 
     async def _apply(self, records: list[Any]) -> None:
@@ -94,9 +102,11 @@ class CatalogService(WholeTopicService):
                 self.dead_letters.send(exc, rec.key, rec.value, rec.topic, rec.partition, rec.offset)
         if not items:
             return
-        todo = self.catalog.texts_to_embed(items)
+        # The index is read and written in the models thread only (streams/worker/model_access.py);
+        # embedding, which needs none of it, runs beside it.
+        todo = await self.models.run(self.catalog.texts_to_embed, items)
         vectors = await asyncio.get_running_loop().run_in_executor(None, self.catalog.embed, todo) if todo else {}
-        update = self.catalog.apply(items, vectors)
+        update = await self.models.run(self.catalog.apply, items, vectors)
         metrics.ITEMS_EMBEDDED.inc(update.embedded)
         metrics.ITEMS_INGESTED.labels("upsert").inc(len(update.upserted))
         metrics.ITEMS_INGESTED.labels("delete").inc(len(update.deleted))

@@ -4,7 +4,8 @@ Why a topic: co-visitation is keyed by item while events are partitioned by user
 worker sees all the pairs. The worker that owns a user computes what each event adds (it has the
 user's history) and publishes it to the co-visits topic; each worker reads all of that topic's
 partitions outside the consumer group and applies it. Applying is commutative (forward-decayed
-sums), so every worker converges to the same numbers whatever order the partitions interleave in.
+sums), so workers agree whatever order the partitions interleave in, up to the pruning of long
+rows (docs/architecture.md says how far, as measured).
 Each visit carries the events partition and offset it came from, and all visits of one events
 partition travel through one covisits partition in order: a visit re-published after a crash is
 recognised by its offset and applied once.
@@ -13,8 +14,10 @@ The store is saved to a local RocksDB with the offsets it reflects, so a restart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,16 @@ from rocksdict import Rdict, WriteBatch
 from models.covisitation import CoVisit, CoVisitation
 from streams.settings import Settings
 from streams.worker import metrics
+from streams.worker.collector import freeze_survivors
 from streams.worker.full_reader import WholeTopicService
+from streams.worker.model_access import ModelAccess
 
 log = logging.getLogger(__name__)
 
 _META = b"\x00meta"
 _READ_BATCH = 500
+# How long one turn of applying co-visits may hold the models thread (a record at least).
+APPLY_TURN_S = 0.02
 
 
 def encode_visits(source: int, offsets: list[int], visits: list[CoVisit]) -> bytes:
@@ -85,25 +92,39 @@ class CoVisitStore:
 
 
 class CoVisitService(WholeTopicService):
-    def __init__(self, settings: Settings, covis: CoVisitation, **kw: Any) -> None:
-        super().__init__(settings, **kw)
+    """Applies the co-visits topic to `covis` in the models thread, and saves it in another.
+
+    Applying a fetch (up to 500 records, ~0.4 ms each) on the loop held it for a fifth of a second;
+    saving the dirty rows took about a second. Saving only reads `covis`, so it runs in a thread of
+    the default executor beside the step, and `_store_lock` keeps applying out until the rows and
+    the offsets they reflect are written.
+    """
+
+    def __init__(self, settings: Settings, models: ModelAccess, covis: CoVisitation, **kw: Any) -> None:
+        super().__init__(settings, models, **kw)
         self.covis = covis
         self._store: CoVisitStore | None = None
+        self._store_lock = asyncio.Lock()
         self._dirty = False
 
     async def on_start(self) -> None:
         self._store = CoVisitStore(self.settings.worker_dir / "covisits")
-        self._offsets = self._store.load(self.covis, self.settings.topic_covisits)
+        self._offsets = await asyncio.get_running_loop().run_in_executor(
+            None, self._store.load, self.covis, self.settings.topic_covisits)
         metrics.COVIS_ITEMS.set(len(self.covis))
 
     @property
     def save_interval_s(self) -> float:
         return self.settings.covis_save_interval_s
 
-    def save(self) -> None:
-        if self._store is not None and self._dirty:
-            self._store.save(self.covis, self.settings.topic_covisits, self._offsets)
+    async def save(self) -> None:
+        if self._store is None or not self._dirty:
+            return
+        async with self._store_lock:
             self._dirty = False
+            offsets = dict(self._offsets)
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._store.save, self.covis, self.settings.topic_covisits, offsets)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -112,21 +133,50 @@ class CoVisitService(WholeTopicService):
 
     @Service.task
     async def _read_visits(self) -> None:
-        consumer, _ends = await self.open_reader(self.settings.topic_covisits, "covisits")
+        consumer, ends = await self.open_reader(self.settings.topic_covisits, "covisits")
+        started = time.monotonic()
         while not self.should_stop:
             batches = await consumer.getmany(timeout_ms=100, max_records=_READ_BATCH)
             for tp, records in batches.items():
-                for rec in records:
-                    try:
-                        source, offsets, visits = decode_visits(rec.value)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        # Only workers write this topic; a bad record is a bug, not user input.
-                        log.error("skipping an unreadable co-visit record", extra={"offset": rec.offset, "error": str(exc)})
-                        continue
-                    applied = sum(self.covis.apply_once(v, source, o) for v, o in zip(visits, offsets))
-                    metrics.COVISITS_APPLIED.inc(applied)
-                    metrics.COVISITS_DUPLICATE.inc(len(visits) - applied)
-                self._offsets[tp.partition] = records[-1].offset + 1
-                self._dirty = True
+                await self._apply(tp.partition, records)
             if batches:
                 metrics.COVIS_ITEMS.set(len(self.covis))
+                if not self.caught_up.is_set():
+                    # A replay makes rows by the thousand, and each full collection walked all of them
+                    # again (30-40 ms of the loop): they stay for good, so collections may skip them.
+                    freeze_survivors("co-visits replayed so far", collect=False, quiet=True)
+            if await self.reached_end(consumer, ends, fetched=bool(batches)):
+                log.info("co-visitation caught up", extra={"items": len(self.covis),
+                                                           "seconds": round(time.monotonic() - started, 1)})
+
+    async def _apply(self, partition: int, records: list[Any]) -> None:
+        """Apply `records` of one partition, in order, in the models thread: a turn of about
+        `APPLY_TURN_S` at a time, so that batches' steps get their turns during a long replay."""
+        at = 0
+        while at < len(records):
+            async with self._store_lock:  # a save writes rows and offsets that agree
+                at = await self.models.run(self._apply_some, records, at)
+                self._offsets[partition] = records[at - 1].offset + 1
+                self._dirty = True
+
+    def _apply_some(self, records: list[Any], start: int) -> int:
+        """Records from `start` on until a turn is used up (one at least); returns where it stopped."""
+        began = time.perf_counter()
+        at = start
+        while at < len(records) and (at == start or time.perf_counter() - began < APPLY_TURN_S):
+            visits = self._decode(records[at])
+            applied = sum(self.covis.apply_once(visit, source, offset) for visit, source, offset in visits)
+            metrics.COVISITS_APPLIED.inc(applied)
+            metrics.COVISITS_DUPLICATE.inc(len(visits) - applied)
+            at += 1
+        return at
+
+    @staticmethod
+    def _decode(rec: Any) -> list[tuple[CoVisit, int, int]]:
+        try:
+            source, offsets, visits = decode_visits(rec.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Only workers write this topic; a bad record is a bug, not user input.
+            log.error("skipping an unreadable co-visit record", extra={"offset": rec.offset, "error": str(exc)})
+            return []
+        return [(visit, source, offset) for visit, offset in zip(visits, offsets)]

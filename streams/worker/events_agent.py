@@ -17,6 +17,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from faust.types import TP, EventT
 
@@ -25,11 +26,12 @@ from models.interest import UserState
 from models.pipeline import Positioned, Recommender, StepResult
 from models.state_codec import StateDecodeError, decode_state, encode_state
 from schemas.decode import PROCESSING_FAILED, STATE_UNREADABLE, InvalidMessage, Limits, decode_event
-from schemas.records import EventType
+from schemas.records import Event, EventType
 from streams.kafka.topics import ORIGIN_HEADER, partition_for
 from streams.worker import metrics
 from streams.worker.batch_output import BatchOutput
 from streams.worker.covisit_service import encode_visits
+from streams.worker.model_access import ModelAccess
 from streams.worker.publishing import DeadLetters, recommendation_value
 from streams.worker.table_writes import BatchedTable, Written
 
@@ -50,6 +52,7 @@ class EventsProcessor:
         self,
         *,
         recommender: Recommender,
+        models: ModelAccess,
         users: BatchedTable,
         recommendations_topic: str,
         list_headers: list[tuple[str, bytes]],
@@ -62,6 +65,8 @@ class EventsProcessor:
         model_version: str,
     ) -> None:
         self.recommender = recommender
+        # Where the step runs: the models thread, never beside a write to the index or co-visitation.
+        self.models = models
         self.users = users
         self.recommendations_topic = recommendations_topic
         self.list_headers = list_headers
@@ -105,22 +110,26 @@ class EventsProcessor:
             raise
 
     async def _process(self, batch: Sequence[EventT]) -> None:
+        """Decoding, the step and encoding run in the models thread (streams/worker/model_access.py);
+        the loop keeps what touches Faust, the table and the producer, each a few ms per batch."""
         started = time.perf_counter()
-        positioned, origins = self._decode(batch)
+        decoded = await self.models.run(decode_all, batch, self.limits)
+        positioned, origins = self._route(batch, decoded)
         if positioned:
             partition_of = {pos.event.user_id: fe.message.partition for pos, fe in zip(positioned, origins)}
-            result = await self._step(self._read_states(partition_of), positioned, origins)
+            computed = await self.models.run(self._compute, self._read_raw_states(partition_of), positioned)
+            self._dead_letter_failures(computed, partition_of, positioned, origins)
+            result = computed.result
             if result.visits:
                 self._produce_visits(result, {id(pos.event): fe for pos, fe in zip(positioned, origins)})
-            for user_id, state in result.states.items():
-                self.users.put(partition_of[user_id], user_id.encode(), encode_state(state))
+            for user_id, value in computed.states.items():
+                self.users.put(partition_of[user_id], user_id.encode(), value)
             # This batch's lists; None is an erased user's tombstone on the compacted topic.
             lists: list[Written] = []
             for user_id in result.erased:
                 self._erase(user_id, partition_of[user_id])
                 lists.append((partition_of[user_id], user_id.encode(), None))
-            for user_id, items in result.recommendations.items():
-                value = recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
+            for user_id, value in computed.lists.items():
                 lists.append((partition_of[user_id], user_id.encode(), value))
             applied = {id(e) for e in result.applied}
             produced_at = []
@@ -202,29 +211,56 @@ class EventsProcessor:
             raise
         self.users.mark_persisted(sent)
 
-    async def _step(
-        self, states: dict[str, UserState | None], positioned: list[Positioned], origins: list[EventT]
-    ) -> StepResult:
-        """The core step over the batch, retried; then event by event, dead-lettering only the
-        events that fail on their own. If every event fails alone, the fault is not theirs: raise."""
+    def _compute(self, raw: Mapping[str, bytes | None], positioned: list[Positioned]) -> Computed:
+        """Everything between the table read and the writes, in the models thread: stored states
+        decoded, the step, new states and lists encoded. Failures come back as values for the loop
+        to dead-letter; only a fault of the worker's own raises."""
+        states, quarantined = decode_states(raw)
+        result, failures = self._step(states, positioned)
+        return Computed(
+            result=result,
+            states={user_id: encode_state(state) for user_id, state in result.states.items()},
+            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
+                   for user_id, items in result.recommendations.items()},
+            quarantined=quarantined,
+            failures=failures,
+        )
+
+    def _step(
+        self, states: dict[str, UserState | None], positioned: list[Positioned]
+    ) -> tuple[StepResult, list[tuple[Positioned, Exception]]]:
+        """The core step over the batch, retried; then event by event, keeping only the events that
+        fail on their own out. If every event fails alone, the fault is not theirs: raise."""
         for attempt in range(STEP_ATTEMPTS):
             try:
-                return self.recommender.step(states, positioned)
+                return self.recommender.step(states, positioned), []
             except Exception as exc:
                 metrics.STEP_RETRIES.inc()
                 log.warning("step failed on a batch of %d events (try %d of %d): %s: %s",
                             len(positioned), attempt + 1, STEP_ATTEMPTS, type(exc).__name__, exc)
-                await asyncio.sleep(0.05 * (attempt + 1))
+                time.sleep(0.05 * (attempt + 1))  # the models thread pauses; the loop goes on
         result, failures = step_each(self.recommender, states, positioned)
         if len(failures) == len(positioned):
             raise BatchFailed(f"all {len(positioned)} events of a batch failed on their own; "
                               f"first: {type(failures[0][1]).__name__}: {failures[0][1]}") from failures[0][1]
+        return result, failures
+
+    def _dead_letter_failures(
+        self, computed: Computed, partition_of: dict[str, int], positioned: list[Positioned], origins: list[EventT]
+    ) -> None:
+        """Unreadable stored states (`state_unreadable`: the user started afresh) and events that failed
+        on their own (`processing_failed`) go to the dead-letter topic, through the batch output."""
+        for user_id, value, exc in computed.quarantined:
+            error = InvalidMessage(STATE_UNREADABLE, str(exc)[:500])
+            self.dead_letters.send(error, user_id.encode(), value, self.users.changelog, partition_of[user_id], -1)
+            metrics.STATES_QUARANTINED.inc()
+            log.warning("user %r: stored state unreadable (%s); quarantined to the dead-letter topic, "
+                        "starting afresh", user_id, exc)
         origin_of = {id(pos): fe for pos, fe in zip(positioned, origins)}
-        for pos, exc in failures:
+        for pos, exc in computed.failures:
             msg = origin_of[id(pos)].message
             error = InvalidMessage(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"[:500])
             self.dead_letters.send(error, msg.key, origin_of[id(pos)].value, msg.topic, msg.partition, msg.offset)
-        return result
 
     def _produce_visits(self, result: StepResult, origin_of: dict[int, EventT]) -> None:
         """One message per events partition, keyed by it (never by a user: co-visits are anonymous)."""
@@ -261,19 +297,19 @@ class EventsProcessor:
         for tp, end in ends.items():
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - self.positions[tp]))
 
-    def _decode(self, batch: Sequence[EventT]) -> tuple[list[Positioned], list[EventT]]:
+    def _route(
+        self, batch: Sequence[EventT], decoded: Sequence[Event | InvalidMessage]
+    ) -> tuple[list[Positioned], list[EventT]]:
         """Valid, correctly keyed events in order, each with the Faust event it came in.
 
         Dead letters and re-sends go through the batch output, so the commit gate waits for them.
         """
         positioned: list[Positioned] = []
         origins: list[EventT] = []
-        for fe in batch:
+        for fe, event in zip(batch, decoded):
             msg = fe.message
-            try:
-                event = decode_event(fe.value, self.limits)
-            except InvalidMessage as exc:
-                self.dead_letters.send(exc, msg.key, fe.value, msg.topic, msg.partition, msg.offset)
+            if isinstance(event, InvalidMessage):
+                self.dead_letters.send(event, msg.key, fe.value, msg.topic, msg.partition, msg.offset)
                 continue
             home = partition_for(event.user_id, self.partitions)
             if msg.partition != home:
@@ -288,29 +324,52 @@ class EventsProcessor:
             origins.append(fe)
         return positioned, origins
 
-    def _read_states(self, partition_of: dict[str, int]) -> dict[str, UserState | None]:
-        """Each user's stored state (None: new). A row that does not decode is quarantined: its bytes
-        go to the dead-letter topic (`state_unreadable`) and the user starts afresh, so one bad row
-        never holds up the other users of its batch."""
+    def _read_raw_states(self, partition_of: dict[str, int]) -> dict[str, bytes | None]:
+        """Each user's stored state bytes (None: new), read from the table in one multi-get per partition."""
         keys: dict[int, list[bytes]] = {}
         for user_id, partition in partition_of.items():
             keys.setdefault(partition, []).append(user_id.encode())
         raw = self.users.read(keys)
-        states: dict[str, UserState | None] = {}
-        for user_id, partition in partition_of.items():
-            key = user_id.encode()
-            value = raw[key]
-            try:
-                states[user_id] = decode_state(value) if value else None
-            except StateDecodeError as exc:
-                assert value is not None
-                error = InvalidMessage(STATE_UNREADABLE, str(exc)[:500])
-                self.dead_letters.send(error, key, value, self.users.changelog, partition, -1)
-                metrics.STATES_QUARANTINED.inc()
-                log.warning("user %r: stored state unreadable (%s); quarantined to the dead-letter topic, "
-                            "starting afresh", user_id, exc)
-                states[user_id] = None
-        return states
+        return {user_id: raw[user_id.encode()] for user_id in partition_of}
+
+
+@dataclass
+class Computed:
+    """What the models thread hands back for one batch: the step's result, ready-to-write bytes, and
+    what the loop must dead-letter."""
+
+    result: StepResult
+    states: dict[str, bytes]
+    lists: dict[str, bytes]
+    # (user, stored bytes, why): rows that did not decode; those users started afresh.
+    quarantined: list[tuple[str, bytes, StateDecodeError]]
+    failures: list[tuple[Positioned, Exception]]
+
+
+def decode_all(batch: Sequence[EventT], limits: Limits) -> list[Event | InvalidMessage]:
+    """Each message decoded to an event, or the reason it is not one."""
+    out: list[Event | InvalidMessage] = []
+    for fe in batch:
+        try:
+            out.append(decode_event(fe.value, limits))
+        except InvalidMessage as exc:
+            out.append(exc)
+    return out
+
+
+def decode_states(raw: Mapping[str, bytes | None]) -> tuple[dict[str, UserState | None], list[tuple[str, bytes, StateDecodeError]]]:
+    """Stored states by user (None: new). A row that does not decode is returned apart, for the
+    dead-letter topic, and its user starts afresh: one bad row never holds up the rest of a batch."""
+    states: dict[str, UserState | None] = {}
+    quarantined: list[tuple[str, bytes, StateDecodeError]] = []
+    for user_id, value in raw.items():
+        try:
+            states[user_id] = decode_state(value) if value else None
+        except StateDecodeError as exc:
+            assert value is not None
+            quarantined.append((user_id, value, exc))
+            states[user_id] = None
+    return states, quarantined
 
 
 def origin_of(headers: object) -> tuple[int, int] | None:

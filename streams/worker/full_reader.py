@@ -6,6 +6,7 @@ needed whole by each worker, so their services assign themselves every partition
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from mode import Service
 
 from streams.kafka.security import aiokafka_options
 from streams.settings import Settings
+from streams.worker.model_access import ModelAccess
 
 
 def reader_consumer(settings: Settings, purpose: str, **overrides: Any) -> AIOKafkaConsumer:
@@ -74,18 +76,21 @@ async def caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int])
 class WholeTopicService(Service):
     """A service that reads a whole topic into local state and checkpoints it with the offsets.
 
-    Subclasses implement `save` (write state and `self._offsets` together); this base saves every
-    `save_interval_s` and at shutdown. Everything runs on the event loop thread, so the
-    state needs no locks.
+    Subclasses implement `save` (write state and `self._offsets` together, the heavy part off the
+    event loop); this base saves every `save_interval_s` and at shutdown. The state is one of the
+    core's models, written in the models thread (streams/worker/model_access.py).
     """
 
-    def __init__(self, settings: Settings, **kw: Any) -> None:
+    def __init__(self, settings: Settings, models: ModelAccess, **kw: Any) -> None:
         super().__init__(**kw)
         self.settings = settings
+        self.models = models
         self._offsets: dict[int, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        # Set once the topic was read up to where it ended when reading started.
+        self.caught_up = asyncio.Event()
 
-    def save(self) -> None:
+    async def save(self) -> None:
         raise NotImplementedError
 
     @property
@@ -99,13 +104,21 @@ class WholeTopicService(Service):
         self._consumer = consumer
         return consumer, ends
 
+    async def reached_end(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], fetched: bool) -> bool:
+        """True (once) when reading first catches up: past the end offsets *and* a fetch that found
+        nothing more, since some brokers (the embedded Tansu) report end offsets short of the last record."""
+        if self.caught_up.is_set() or fetched or not await caught_up(consumer, ends):
+            return False
+        self.caught_up.set()
+        return True
+
     async def on_stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
-        self.save()
+        await self.save()
 
     @Service.task
     async def _save_periodically(self) -> None:
         while not self.should_stop:
             await self.sleep(self.save_interval_s)
-            self.save()
+            await self.save()

@@ -84,10 +84,11 @@ def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: C
 
     @app.page("/readyz")
     async def readyz(view: View, request: Request) -> Response:
-        """Ready once the state is restored, the item index loaded and the owned partitions' lists read."""
+        """Ready once the state is restored, the item index loaded, co-visitation caught up with its
+        topic and the owned partitions' lists read."""
         if is_ready():
             return view.json({"status": "ready", "worker": worker_id})
-        return view.error(503, "not ready: restoring state, loading the catalog or reading lists", worker=worker_id)
+        return view.error(503, "not ready: restoring state, loading the catalog, catching up on co-visits or reading lists", worker=worker_id)
 
     @app.page("/openapi.json")
     async def openapi(view: View, request: Request) -> Response:
@@ -146,7 +147,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": answer("Up", status)}}},
-            "/readyz": {"get": {"summary": "Readiness: state restored, catalog loaded, lists read", "responses": {
+            "/readyz": {"get": {"summary": "Readiness: state restored, catalog loaded, co-visits caught up, lists read", "responses": {
                 "200": answer("Ready", status), "503": answer("Not ready yet", {"$ref": "#/components/schemas/Error"})}}},
             "/openapi.json": {"get": {"summary": "This description", "responses": {"200": answer("OpenAPI 3.1", {"type": "object"})}}},
         },

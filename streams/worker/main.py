@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -11,6 +12,8 @@ from confluent_kafka.admin import AdminClient
 from streams.kafka.topics import ensure_topics, topic_specs, wait_for_kafka
 from streams.settings import Settings
 from streams.worker import commit_gate, logs, metrics
+from streams.worker.collector import collect_rarely, freeze_survivors
+from streams.worker.model_access import SWITCH_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ def events_partition_count(admin: AdminClient, settings: Settings) -> int:
 def run_worker(settings: Settings) -> None:
     import faust
 
+    from models.encoder import SentenceEncoder
     from streams.worker.app import build_app
 
     logs.configure(settings.log_level)
@@ -44,8 +48,15 @@ def run_worker(settings: Settings) -> None:
                "metrics": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"},
     )
     discard_cache_after_crash(settings.worker_dir)
-    app = build_app(settings, partitions)
+    # Loaded before the event loop runs: importing torch and reading the model's weights hold the
+    # GIL for seconds at a time, which on the loop (or beside it) stalls everything.
+    encoder = SentenceEncoder(threads=settings.encoder_threads, int8=settings.encoder_int8)
+    app = build_app(settings, partitions, encoder)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    collect_rarely()
+    freeze_survivors("imports, the encoder and the app")
+    # The loop takes the GIL back from the models thread within this (streams/worker/model_access.py).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     code: object = 1
     try:
         worker.execute_from_commandline()

@@ -17,6 +17,7 @@ from faust.types import TP, TableT
 from rocksdict import WriteBatch
 
 from streams.worker.batch_output import BatchOutput
+from streams.worker.model_access import Slicer
 
 
 # (partition, key, value); a None value deletes the key.
@@ -131,3 +132,22 @@ class BatchedTable:
         for partition, offset in self._delivered.items():
             self._table.data.set_persisted_offset(TP(self._changelog, partition), offset)  # type: ignore[attr-defined]
         self._delivered.clear()
+
+
+async def count_rows(table: TableT) -> int:
+    """Rows in the partitions of `table` this worker owns, counted a slice of the loop at a time.
+
+    Faust's `len(table)` walks every key of every partition's RocksDB in one go: with a hundred
+    thousand users that held the event loop for a tenth of a second, every time the gauge was set.
+    A partition that moves away while it is counted still counts (its iterator keeps the database
+    open): the figure is a gauge, right again at the next count.
+    """
+    store = table.data
+    slicer = Slicer()
+    rows = 0
+    for db in list(store._dbs_for_actives()):  # type: ignore[attr-defined]
+        for _ in store._visible_keys(db):  # type: ignore[attr-defined]
+            rows += 1
+            if rows % 512 == 0 and slicer.due():
+                await slicer.pause()
+    return rows

@@ -19,7 +19,7 @@ from schemas.records import Event, Item
 from streams.kafka.producing import Publisher, publish_items
 from streams.lab.bench import faust_floor
 from streams.lab.broker import free_port
-from streams.lab.measure import measured_replay
+from streams.lab.measure import histogram_quantile, measured_replay
 from streams.lab.reliability.backpressure import remapped, rss_mb
 from streams.lab.stack import LocalStack, WorkerProcess
 from streams.settings import Settings
@@ -146,7 +146,10 @@ def backlog_throughput(stack: LocalStack, catalog: Sequence[Item], events: Seque
               "consecutive_same_user": round(consecutive_same_user(events), 3),
               "seconds": round(seconds, 2), "events_per_s": round(len(events) / seconds, 1),
               "lists_per_s": round(clock.lists / seconds, 1),
-              "worker_rss_mb": round(rss_mb(worker.proc.pid), 1) if worker.proc else None}
+              "worker_rss_mb": round(rss_mb(worker.proc.pid), 1) if worker.proc else None,
+              # How long the worker's event loop was held while it applied the backlog (bucket bounds).
+              "loop_lag_p50_s": histogram_quantile(worker.metrics(), "recstream_event_loop_lag_seconds", 0.5),
+              "loop_lag_p99_s": histogram_quantile(worker.metrics(), "recstream_event_loop_lag_seconds", 0.99)}
     worker.stop()
     # The ceiling in the same run: the same backlog, from the same broker, read by a plain consumer.
     result["broker_ceiling_events_per_s"] = broker_ceiling(settings, settings.topic_events, len(events))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from models.covisitation import CoVisit, CoVisitation
 from models.params import CoreParams
-from streams.worker.covisit_service import CoVisitStore, decode_visits, encode_visits
+from streams.settings import Settings
+from streams.worker.covisit_service import CoVisitService, CoVisitStore, decode_visits, encode_visits
+from streams.worker.model_access import ModelAccess
 
 PARAMS = CoreParams()
 VISITS = [
@@ -78,3 +84,59 @@ def test_a_store_of_another_topic_is_not_loaded(tmp_path: Path) -> None:
     assert store.load(fresh, "new-topic") == {} and len(fresh) == 0
     assert np.all(fresh.counts == 0)
     store.close()
+
+
+def test_a_long_fetch_of_co_visits_is_applied_in_turns_in_the_models_thread(tmp_path: Path) -> None:
+    """500 records of 100 visits each took ~0.2 s of the event loop in one go. Now they are applied in
+    the models thread, in turns, so a batch's step waits at most a turn, and the loop never waits."""
+    rng = np.random.default_rng(3)
+    records = []
+    for offset in range(500):
+        visits = [CoVisit(f"i{rng.integers(300)}", 1_000 * (offset * 100 + k),
+                          tuple((f"i{j}", 1.0 / (d + 1)) for d, j in enumerate(rng.integers(300, size=10))))
+                  for k in range(100)]
+        records.append(SimpleNamespace(value=encode_visits(0, list(range(offset * 100, offset * 100 + 100)), visits),
+                                       offset=offset))
+
+    async def main() -> tuple[list[float], list[float], float, CoVisitService]:
+        models = ModelAccess()
+        service = CoVisitService(Settings(data_dir=tmp_path), models, CoVisitation(PARAMS))
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        step_waits: list[float] = []
+        done = False
+
+        async def ticks() -> None:
+            while not done:
+                due = loop.time() + 0.001
+                await asyncio.sleep(0.001)
+                gaps.append(loop.time() - due)
+
+        async def steps() -> None:  # batches arriving during the replay
+            while not done:
+                asked = loop.time()
+                await models.run(time.sleep, 0.001)
+                step_waits.append(loop.time() - asked)
+                await asyncio.sleep(0.01)
+
+        tasks = [asyncio.create_task(ticks()), asyncio.create_task(steps())]
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        gc.disable()  # the worker's collections are the integration test's (tests/integration/worker/test_event_loop.py)
+        try:
+            await service._apply(2, records)
+        finally:
+            gc.enable()
+        took = time.perf_counter() - started
+        done = True
+        await asyncio.gather(*tasks)
+        models.close()
+        return gaps, step_waits, took, service
+
+    gaps, step_waits, took, service = asyncio.run(main())
+    assert service.covis.applied == 50_000
+    assert service._offsets == {2: 500}
+    assert took > 0.5, "too little work to show turns"
+    assert len(gaps) >= took / 0.01, (len(gaps), took)  # the loop ran at least every 10 ms
+    assert sorted(gaps)[int(0.99 * len(gaps))] < 0.02, sorted(gaps)[-5:]
+    assert len(step_waits) >= 10 and max(step_waits) < 0.2, (len(step_waits), max(step_waits))

@@ -36,7 +36,7 @@ class SlowFirstFlush(Output):
 
 def processor(users: BatchedTable, output: Output) -> EventsProcessor:
     p = EventsProcessor.__new__(EventsProcessor)  # only the output path is exercised here
-    p.__init__(recommender=None, users=users, recommendations_topic="recs", list_headers=[],  # type: ignore[arg-type]
+    p.__init__(recommender=None, models=None, users=users, recommendations_topic="recs", list_headers=[],  # type: ignore[arg-type]
                write_lists=lambda lists: None, output=output, covisits_topic="covisits", dead_letters=None,  # type: ignore[arg-type]
                partitions=1, limits=None, model_version="test")  # type: ignore[arg-type]
     return p
