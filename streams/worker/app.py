@@ -107,7 +107,7 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
     output = BatchOutput(settings)
     dead_letters = DeadLetters(output, settings.topic_dead_letter)
     users = _bytes_table(app, settings, USERS_TABLE, partitions)
-    # The step reads the item index and co-visitation in its own thread; their readers write them on the loop.
+    # The item index and co-visitation are read and written in one models thread, off the event loop.
     models = ModelAccess()
     catalog = CatalogService(settings, models, dead_letters, encoder, loop=app.loop, beacon=app.beacon)
     app.add_dependency(catalog)

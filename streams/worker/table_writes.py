@@ -137,8 +137,8 @@ class BatchedTable:
 async def count_rows(table: TableT) -> int:
     """Rows in the partitions of `table` this worker owns, counted a slice of the loop at a time.
 
-    Faust's `len(table)` walks every key of every partition's RocksDB in one go: with a hundred
-    thousand users that held the event loop for a tenth of a second, every time the gauge was set.
+    Faust's `len(table)` walks every key of every partition's RocksDB in one go, on the event loop:
+    a stall that grows with the number of users, every time the gauge is set.
     A partition that moves away while it is counted still counts (its iterator keeps the database
     open): the figure is a gauge, right again at the next count.
     """
