@@ -31,6 +31,9 @@ class CoreParams:
     recent_items: int = 50
     # Purchased or disliked items never recommended again: the newest this many (the oldest drop out).
     excluded_items: int = 100
+    # Also never recommend the user's `recent_items` newest items of any kind (clicked, browsed...): for
+    # catalogs consumed once (films, articles); a shop that re-shows viewed items leaves it off.
+    exclude_recent: bool = False
     # Co-visitation: an item visited after another within this many of the user's items forms a
     # pair, weighted 1/distance; the reverse direction (B then A suggests A) counts this much.
     covis_window: int = 50

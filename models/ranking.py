@@ -206,15 +206,18 @@ def _blend(b: _Batch, users: range, index: ItemIndex, params: CoreParams) -> _Bl
     w_sim = w_content[:, None] + params.w_fresh * (b.counts[columns] <= 0)[None, :]
     total = co_n + params.w_popularity * pop_n + w_sim * sims
     allowed = candidate & index.live_mask[columns][None, :]
-    _ban_excluded(allowed, b, users, column_of, index)
+    _ban_excluded(allowed, b, users, column_of, index, params.exclude_recent)
     total[~allowed] = -np.inf
     return _Blend(columns, total, co_n, sims, w_content)
 
 
-def _ban_excluded(allowed: np.ndarray, b: _Batch, users: range, column_of: np.ndarray, index: ItemIndex) -> None:
-    """Clear each user's purchased, disliked and (evaluation) excluded items in `allowed`."""
+def _ban_excluded(allowed: np.ndarray, b: _Batch, users: range, column_of: np.ndarray, index: ItemIndex,
+                  exclude_recent: bool) -> None:
+    """Clear each user's purchased, disliked, (if so set) recent and (evaluation) excluded items in `allowed`."""
     for row, u in enumerate(users):
         banned = set(b.states[u].excluded)
+        if exclude_recent:
+            banned.update(item for item, _kind in b.states[u].recent)
         if b.exclude is not None:
             banned.update(b.exclude[u])
         if banned:

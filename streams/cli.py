@@ -128,11 +128,18 @@ def items_load(movielens: Path | None, generated: bool) -> None:
 @click.option("--rate", type=float, default=None, help="Events per second (default: as fast as possible).")
 @click.option("--limit", type=int, default=None, help="Only the first N events (timestamp order).")
 @click.option("--measure", is_flag=True, help="Wait for the recommendations and report events/s and latency (JSON).")
-def replay(movielens: Path | None, generated: bool, rate: float | None, limit: int | None, measure: bool) -> None:
-    """Publish ratings as events in timestamp order (>=4 purchase, 3-3.5 click, <3 browse)."""
+@sources.tie_order_options
+def replay(
+    movielens: Path | None, generated: bool, rate: float | None, limit: int | None, measure: bool, tie_order: str,
+    seed: int,
+) -> None:
+    """Publish ratings as events in timestamp order (>=4 purchase, 3-3.5 click, <3 browse).
+
+    The order is the one `recstream evaluate` judges with the same --tie-order and --seed.
+    """
     settings = _settings()
     source = _source(movielens, generated, settings)
-    events = source.events(limit)
+    events = source.events(limit, tie_order, seed)
     publisher = Publisher(make_producer(settings))
     if measure:
         from streams.lab.measure import measured_replay

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         100, ge=0, description="Purchased or disliked items kept per user and never recommended again; beyond it the "
         "oldest may be recommended again (bounds each user's state)"
     )
+    exclude_recent: bool = Field(
+        False, description="Also never recommend the user's 50 newest items of any kind (clicked, viewed): for "
+        "catalogs consumed once, like films or articles; off, viewed items may be shown again"
+    )
 
     # Observability
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to")
@@ -113,6 +117,7 @@ class Settings(BaseSettings):
             short_half_life_s=self.short_half_life_s,
             long_half_life_s=self.long_half_life_days * 86_400.0,
             excluded_items=self.excluded_items,
+            exclude_recent=self.exclude_recent,
         )
 
     def rocksdb_memory_mb(self, partitions: int) -> int:

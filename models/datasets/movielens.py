@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gc
 import http.client
+import random
 import sys
 import tempfile
 import urllib.parse
@@ -69,22 +70,52 @@ def rating_to_type(rating: float) -> EventType:
     return EventType.BROWSE
 
 
-def load_events(dir: str | Path, limit: int | None = None) -> list[Event]:
+TIE_ORDERS = ("shuffle", "file")
+DEFAULT_SEED = 0
+
+
+def load_events(
+    dir: str | Path, limit: int | None = None, tie_order: str = "shuffle", seed: int = DEFAULT_SEED
+) -> list[Event]:
     """The ratings replayed as events, oldest first.
 
-    Ties keep file order (sorted() is stable) so every replay is identical, and event ids are
-    derived from the row so a re-run produces the same ids (idempotent writes downstream).
+    MovieLens stamps ratings in whole seconds and sorts ratings.csv by user, then movieId, so a
+    user's ratings within one second would keep ascending movieId order under a stable sort: a
+    sequence model could learn the ids' order rather than the user's. By default ("shuffle") the
+    events of one user that share a timestamp come in a random order drawn from `seed`; "file"
+    keeps the file's order. Either way every replay with the same arguments is identical, and event
+    ids are derived from the row so a re-run produces the same ids (idempotent writes downstream).
     """
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0, got {limit}")
+    if tie_order not in TIE_ORDERS:
+        raise DatasetError(f"tie order must be one of {', '.join(TIE_ORDERS)}, got {tie_order!r}")
     path = check_dir(dir) / "ratings.csv"
     with _gc_paused():
-        return _build_events(path, limit)
+        return _build_events(path, limit, tie_order, seed)
 
 
-def _build_events(path: Path, limit: int | None) -> list[Event]:
+def tie_keys(rows: list[tuple[str, str, float, int]], tie_order: str, seed: int) -> list[tuple[int, int, float]]:
+    """Sort keys (timestamp, position of the row's (user, timestamp) group, order within the group).
+
+    Only rows of one user with one timestamp trade places: groups keep their file position, so the
+    interleaving of different users within a second is the file's in both orders.
+    """
+    group_at: dict[tuple[str, int], int] = {}
+    firsts = [group_at.setdefault((user, ts), i) for i, (user, _movie, _rating, ts) in enumerate(rows)]
+    if tie_order == "file":
+        within = [float(i) for i in range(len(rows))]
+    else:
+        rng = random.Random(seed)
+        within = [rng.random() for _ in rows]
+    return [(row[3], first, w) for row, first, w in zip(rows, firsts, within)]
+
+
+def _build_events(path: Path, limit: int | None, tie_order: str, seed: int) -> list[Event]:
     parsed = [_parse_rating(path, line, row) for line, row in _rows(path, _RATINGS_HEADER)]
-    parsed.sort(key=lambda r: r[3])
+    keys = tie_keys(parsed, tie_order, seed)
+    order = sorted(range(len(parsed)), key=keys.__getitem__)
+    parsed = [parsed[i] for i in order]
     if limit is not None:
         parsed = parsed[:limit]
     # Full validation: in pydantic 2.x it is as fast as model_construct (the core is compiled),

@@ -7,6 +7,8 @@ MovieLens-sized catalogs and refused (with a clear error) beyond `MAX_DENSE_ITEM
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import deque
 from collections.abc import Sequence
 
@@ -40,6 +42,7 @@ class _Dense:
 
 class RandomBaseline(_Dense):
     name = "random"
+    key = "random"
 
     def __init__(self, item_ids: Sequence[str], seed: int = 0) -> None:
         super().__init__(item_ids)
@@ -54,6 +57,7 @@ class RandomBaseline(_Dense):
 
 class AllTimePopularity(_Dense):
     name = "popularity (all time)"
+    key = "popularity_all_time"
 
     def __init__(self, item_ids: Sequence[str]) -> None:
         super().__init__(item_ids)
@@ -69,6 +73,8 @@ class AllTimePopularity(_Dense):
 
 class RecentPopularityBaseline:
     """Most interacted items among the last `window` events (the exact sliding window)."""
+
+    key = "popularity_recent"
 
     def __init__(self, window: int = 2_000) -> None:
         self.name = f"popularity (last {window:,} events)"
@@ -87,6 +93,8 @@ class CoOccurrence(_Dense):
 
     score(c) = sum over the user's last `window` items a of C[a, c] / sqrt(n_a * n_c).
     """
+
+    key = "cooccurrence"
 
     def __init__(self, item_ids: Sequence[str], window: int = 50) -> None:
         super().__init__(item_ids)
@@ -126,6 +134,8 @@ class CoOccurrence(_Dense):
 class ContentOnly(_Dense):
     """An exponential moving average of the user's item embeddings, ranked by exact cosine."""
 
+    key = "content_only"
+
     def __init__(self, item_ids: Sequence[str], vectors: np.ndarray, ema: float = 0.3) -> None:
         super().__init__(item_ids)
         self.name = f"content-only (EMA {ema})"
@@ -146,3 +156,68 @@ class ContentOnly(_Dense):
         v = self._vectors[r]
         u = self._users.get(event.user_id)
         self._users[event.user_id] = v.copy() if u is None else (1 - self._ema) * u + self._ema * v
+
+
+class SessionKNN:
+    """Streaming session-kNN: the items of the recent sessions that share the user's newest items.
+
+    A session is a user's run of events with gaps under `session_gap_s`. For a request, every recent
+    session holding one of the user's last `query_items` items is a candidate neighbour, its
+    similarity the sum of the shared items' weights (newest item 1, older ones linearly less, as in
+    V-SKNN) over √(session length); the `neighbours` most similar vote for their items with their
+    similarity. Only the newest `sessions_per_item` sessions per item are kept, which keeps it
+    streaming and favours recent behaviour.
+    """
+
+    key = "session_knn"
+
+    def __init__(self, session_gap_s: float = 3_600.0, query_items: int = 10, sessions_per_item: int = 100,
+                 neighbours: int = 50, session_items: int = 50) -> None:
+        self.name = "session-kNN"
+        self._gap_ms = session_gap_s * 1000.0
+        self._neighbours = neighbours
+        self._session_items = session_items
+        self._sessions: list[list[str]] = []
+        self._by_item: dict[str, deque[int]] = {}
+        self._sessions_per_item = sessions_per_item
+        self._current: dict[str, tuple[int, int]] = {}  # user -> (session id, ts of their last event)
+        self._recent: dict[str, deque[str]] = {}
+        self._query_items = query_items
+
+    def recommend(self, user_id: str, k: int, exclude: set[str]) -> list[str]:
+        recent = self._recent.get(user_id)
+        if not recent:
+            return []
+        own = self._current[user_id][0]
+        similarity: dict[int, float] = {}
+        n = len(recent)
+        for position, item in enumerate(recent):
+            weight = (position + 1) / n
+            for session in self._by_item.get(item, ()):
+                if session != own:
+                    similarity[session] = similarity.get(session, 0.0) + weight
+        nearest = heapq.nlargest(self._neighbours,
+                                 ((s / math.sqrt(len(self._sessions[i])), i) for i, s in similarity.items()))
+        scores: dict[str, float] = {}
+        for sim, session in nearest:
+            for item in self._sessions[session]:
+                scores[item] = scores.get(item, 0.0) + sim
+        ranked = sorted(scores.items(), key=lambda pair: -pair[1])
+        return [item for item, _ in ranked if item not in exclude][:k]
+
+    def learn(self, event: Event, seen: set[str]) -> None:
+        item = event.item_id
+        if item is None:
+            return
+        session, last = self._current.get(event.user_id, (-1, -1))
+        if session < 0 or event.ts - last > self._gap_ms:
+            session = len(self._sessions)
+            self._sessions.append([])
+        self._current[event.user_id] = (session, event.ts)
+        items = self._sessions[session]
+        if item not in items:
+            items.append(item)
+            del items[: -self._session_items]
+            holders = self._by_item.setdefault(item, deque(maxlen=self._sessions_per_item))
+            holders.append(session)
+        self._recent.setdefault(event.user_id, deque(maxlen=self._query_items)).append(item)

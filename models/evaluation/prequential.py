@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ class Outcome:
 
     ranks: list[int] = field(default_factory=list)  # 0 = miss, else 1-based rank; warm events only
     new_item: list[bool] = field(default_factory=list)  # per warm event
+    tied: list[bool] = field(default_factory=list)  # per warm event: the user has another event in that second
     cold_hits: int = 0
     cold_events: int = 0
     recommended: set[str] = field(default_factory=set)
@@ -50,6 +52,11 @@ class Report:
     k: int
     metrics: dict[str, float]
     ranks: np.ndarray
+    key: str = ""  # the model's key in the JSON (a short identifier); the name when empty
+
+    @property
+    def ident(self) -> str:
+        return self.key or self.name
 
     def window_hit_rate(self, window: int) -> np.ndarray:
         """hit@k over a sliding window of warm events (for plots)."""
@@ -72,6 +79,7 @@ def evaluate(
     """Replay `events` through `model` test-then-learn and score every list it would have shown."""
     seen: dict[str, set[str]] = {}
     interacted: set[str] = set()
+    tied = tied_seconds(events)
     out = Outcome()
     for event in progress(events):
         item, user = event.item_id, event.user_id
@@ -79,14 +87,28 @@ def evaluate(
         start = time.perf_counter()
         if item is not None:
             top = model.recommend(user, k, history)[:k]  # a model may return more; k are judged
-            _score(out, top, item, warm=bool(history), new=item not in interacted, similarity=similarity,
+            warm = bool(history)
+            _score(out, top, item, warm=warm, new=item not in interacted, similarity=similarity,
                    diversity_every=diversity_every)
+            if warm:
+                out.tied.append((user, event.ts) in tied)
             history.add(item)
             interacted.add(item)
         model.learn(event, history)
         out.seconds += time.perf_counter() - start
         out.events += 1
-    return Report(model.name, k, _metrics(out, k, catalog_size), np.array(out.ranks, dtype=np.int32))
+    return Report(model.name, k, _metrics(out, k, catalog_size), np.array(out.ranks, dtype=np.int32),
+                  key=getattr(model, "key", ""))
+
+
+def tied_seconds(events: Iterable[Event]) -> set[tuple[str, int]]:
+    """(user, timestamp) pairs shared by two or more events: their order within the pair is arbitrary.
+
+    Events outside these pairs have an order the data itself fixes, so metrics over them alone say
+    how much of a model's score depends on how ties were broken.
+    """
+    counts = Counter((e.user_id, e.ts) for e in events if e.item_id is not None)
+    return {key for key, n in counts.items() if n > 1}
 
 
 def _score(out: Outcome, top: list[str], item: str, warm: bool, new: bool,
@@ -109,6 +131,7 @@ def _metrics(out: Outcome, k: int, catalog_size: int | None) -> dict[str, float]
     ranks = np.array(out.ranks, dtype=np.float64)
     hit = ranks > 0
     new = np.array(out.new_item, dtype=bool)
+    tied = np.array(out.tied, dtype=bool)
     n = max(len(ranks), 1)
     ndcg = float((1.0 / np.log2(ranks[hit] + 1.0)).sum()) / n
     mrr = float((1.0 / ranks[hit]).sum()) / n
@@ -118,11 +141,13 @@ def _metrics(out: Outcome, k: int, catalog_size: int | None) -> dict[str, float]
         "mrr": mrr,
         f"new_item_hit@{k}": float(hit[new].mean()) if new.any() else 0.0,
         f"cold_user_hit@{k}": out.cold_hits / out.cold_events if out.cold_events else 0.0,
+        f"untied_hit@{k}": float(hit[~tied].mean()) if (~tied).any() else 0.0,
         "coverage": len(out.recommended) / catalog_size if catalog_size else math.nan,
         "intra_list_diversity": float(np.mean(out.diversity)) if out.diversity else math.nan,
         "ms_per_event": 1000.0 * out.seconds / max(out.events, 1),
         "warm_events": float(len(ranks)),
         "new_item_events": float(new.sum()),
+        "tied_events": float(tied.sum()),
         "cold_events": float(out.cold_events),
     }
 

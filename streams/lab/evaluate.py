@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
+import re
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,9 +25,17 @@ from tqdm import tqdm
 
 from models.catalog import Catalog
 from models.encoder import CachedEncoder, SentenceEncoder
-from models.evaluation.baselines import AllTimePopularity, CoOccurrence, ContentOnly, RandomBaseline, RecentPopularityBaseline
+from models.evaluation.baselines import (
+    AllTimePopularity,
+    CoOccurrence,
+    ContentOnly,
+    RandomBaseline,
+    RecentPopularityBaseline,
+    SessionKNN,
+)
 from models.evaluation.prequential import Model, Report, evaluate, summary
 from models.evaluation.recstream_model import RecstreamModel
+from models.evaluation.retrained import ALSConfig, RetrainedALS, RetrainedSASRec, SASRecConfig
 from models.index import ItemIndex
 from models.params import CoreParams
 from schemas.records import Event, Item
@@ -59,35 +69,97 @@ def build_index(items: Sequence[Item], settings: Settings) -> tuple[ItemIndex, C
     return index, encoder
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`name=value` pairs into typed CoreParams fields, with a clear error for a wrong name."""
-    fields = {f.name: f for f in dataclasses.fields(CoreParams)}
+def parse_overrides(pairs: Sequence[str], target: type = CoreParams, prefix: str = "") -> dict[str, Any]:
+    """`name=value` pairs into typed fields of the dataclass `target`, with a clear error for a wrong name."""
+    defaults = target()
+    fields = {f.name for f in dataclasses.fields(target)}
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or name not in fields:
-            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(fields))}")
-        kind = type(getattr(CoreParams(), name))
+            raise click.BadParameter(
+                f"{prefix}{pair!r}: expected {prefix}NAME=VALUE with NAME one of {', '.join(sorted(fields))}"
+            )
+        kind = type(getattr(defaults, name))
         try:
-            out[name] = kind(raw)
+            out[name] = _parse_bool(raw) if kind is bool else kind(raw)
         except ValueError as exc:
-            raise click.BadParameter(f"{pair!r}: {exc}") from exc
+            raise click.BadParameter(f"{prefix}{pair!r}: {exc}") from exc
     return out
 
 
-def models_for(index: ItemIndex, encoder: CachedEncoder, params: CoreParams, baselines: bool) -> list[Model]:
+# `--set sasrec.NAME=VALUE` and `--set als.NAME=VALUE` tune the retrained baselines the same way.
+BASELINE_CONFIGS: dict[str, type] = {"sasrec": SASRecConfig, "als": ALSConfig}
+
+
+def split_overrides(pairs: Sequence[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """CoreParams overrides, and the overrides of each retrained baseline's config by its prefix."""
+    core: list[str] = []
+    prefixed: dict[str, list[str]] = {name: [] for name in BASELINE_CONFIGS}
+    for pair in pairs:
+        head, dot, rest = pair.partition(".")
+        if dot and head in BASELINE_CONFIGS and "=" not in head:
+            prefixed[head].append(rest)
+        else:
+            core.append(pair)
+    configs = {name: parse_overrides(prefixed[name], BASELINE_CONFIGS[name], f"{name}.") for name in BASELINE_CONFIGS}
+    return parse_overrides(core), configs
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"true", "1", "yes", "on"}:
+        return True
+    if lowered in {"false", "0", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+# The retrained sequence model is judged on its own ("≥ SASRec"); every other baseline is classic.
+SEQUENCE_BASELINES = frozenset({"sasrec_retrained"})
+# Every baseline by its JSON key, the slowest first so that parallel jobs finish together.
+BASELINE_KEYS = ("sasrec_retrained", "cooccurrence", "session_knn", "als_retrained", "content_only", "random",
+                 "popularity_all_time", "popularity_recent")
+
+
+def models_for(
+    index: ItemIndex, encoder: CachedEncoder, params: CoreParams, baselines: Sequence[str], events: int,
+    published: CoreParams | None = None, configs: dict[str, dict[str, Any]] | None = None,
+) -> list[Model]:
+    """recstream under the protocol, optionally as the worker publishes it (`published`: the worker's
+    parameters), then the chosen baselines."""
     models: list[Model] = [RecstreamModel(index, encoder, params)]
-    if baselines:
-        ids = list(index.item_ids())
-        vectors = index.vectors(ids)
-        models += [
-            RandomBaseline(ids),
-            AllTimePopularity(ids),
-            RecentPopularityBaseline(2_000),
-            CoOccurrence(ids, window=50),
-            ContentOnly(ids, vectors, ema=0.3),
-        ]
-    return models
+    if published is not None:
+        models.append(RecstreamModel(index, encoder, published, published=True))
+    if not baselines:
+        return models
+    configs = configs or {}
+    ids = list(index.item_ids())
+    build: dict[str, Callable[[], Model]] = {
+        "sasrec_retrained": lambda: RetrainedSASRec(ids, events, SASRecConfig(**configs.get("sasrec", {}))),
+        "cooccurrence": lambda: CoOccurrence(ids, window=50),
+        "session_knn": lambda: SessionKNN(),
+        "als_retrained": lambda: RetrainedALS(ids, events, ALSConfig(**configs.get("als", {}))),
+        "content_only": lambda: ContentOnly(ids, index.vectors(ids), ema=0.3),
+        "random": lambda: RandomBaseline(ids),
+        "popularity_all_time": lambda: AllTimePopularity(ids),
+        "popularity_recent": lambda: RecentPopularityBaseline(2_000),
+    }
+    return models + [build[key]() for key in BASELINE_KEYS if key in baselines]
+
+
+def parse_baselines(raw: str | None, none: bool) -> list[str]:
+    """`--baselines KEY,KEY` (default: all of them), or none with `--no-baselines`."""
+    if none:
+        return []
+    if raw is None:
+        return list(BASELINE_KEYS)
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    unknown = sorted(set(keys) - set(BASELINE_KEYS))
+    if unknown:
+        raise click.BadParameter(f"unknown baseline {', '.join(unknown)}; choose from {', '.join(BASELINE_KEYS)}",
+                                 param_hint="--baselines")
+    return keys
 
 
 def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemIndex, k: int, jobs: int = 1) -> list[Report]:
@@ -122,44 +194,85 @@ def _run_forked(i: int) -> Report:
 
 
 def result_json(reports: Sequence[Report], k: int, meta: dict[str, Any]) -> dict[str, Any]:
-    ours, *others = reports
-    out: dict[str, Any] = {**meta, "k": k, "recstream": summary(ours), "baselines": {r.name: summary(r) for r in others}}
+    """recstream, recstream as published (when run) and the baselines by key, with the goal's ratios.
+
+    `ratio_to_best_baseline` is against the best classic baseline (everything but the retrained
+    sequence model), `ratio_to_sasrec` against the retrained sequence model.
+    """
+    by_key = {r.ident: r for r in reports}
+    ours = by_key.pop("recstream")
+    out: dict[str, Any] = {**meta, "k": k, "recstream": summary(ours)}
+    if (published := by_key.pop("recstream_published", None)) is not None:
+        out["recstream_published"] = summary(published)
+    out["baselines"] = {key: summary(r) for key, r in by_key.items()}
     hit = f"hit@{k}"
-    if others:
-        best = max(others, key=lambda r: r.metrics[hit])
-        out["best_baseline"] = best.name
-        out["ratio_to_best_baseline"] = round(ours.metrics[hit] / best.metrics[hit], 4) if best.metrics[hit] else None
+
+    def ratio(other: Report) -> float | None:
+        return round(ours.metrics[hit] / other.metrics[hit], 4) if other.metrics[hit] else None
+
+    classic = [r for key, r in by_key.items() if key not in SEQUENCE_BASELINES]
+    if classic:
+        best = max(classic, key=lambda r: r.metrics[hit])
+        out["best_baseline"] = best.ident
+        out["ratio_to_best_baseline"] = ratio(best)
+    if "sasrec_retrained" in by_key:
+        out["ratio_to_sasrec"] = ratio(by_key["sasrec_retrained"])
     return out
 
 
 def table(reports: Sequence[Report], k: int) -> str:
-    cols = [f"hit@{k}", f"ndcg@{k}", "mrr", f"new_item_hit@{k}", f"cold_user_hit@{k}", "coverage",
+    cols = [f"hit@{k}", f"untied_hit@{k}", f"ndcg@{k}", "mrr", f"new_item_hit@{k}", f"cold_user_hit@{k}", "coverage",
             "intra_list_diversity", "ms_per_event"]
     lines = ["| recommender | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for r in reports:
-        vals = [r.metrics[c] for c in cols]
+        vals = [r.metrics.get(c, math.nan) for c in cols]
         lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" if np.isfinite(v) else "n/a" for v in vals) + " |")
     return "\n".join(lines)
 
 
 def markdown(result: dict[str, Any], reports: Sequence[Report], k: int, command: str) -> str:
+    metrics = reports[0].metrics
     lines = [
         f"Command: `{command}`  ",
-        f"Data: {result['dataset']}: {result['events']:,} events, {result['items']:,} items; "
-        f"{int(reports[0].metrics['warm_events']):,} warm events scored, "
-        f"{int(reports[0].metrics['new_item_events']):,} of them new-item events.",
+        f"Data: {result['dataset']}: {result['events']:,} events (ties: {result.get('tie_order', 'file')}"
+        + (f", seed {result['seed']}" if result.get("tie_order") == "shuffle" else "")
+        + f"), {result['items']:,} items; "
+        f"{int(metrics['warm_events']):,} warm events scored, {int(metrics['new_item_events']):,} of them "
+        f"new-item events, {int(metrics.get('tied_events', 0)):,} tied (another event of the user in the same second).",
         "",
         table(reports, k),
     ]
-    if "ratio_to_best_baseline" in result:
-        lines += ["", f"recstream hit@{k} / best baseline ({result['best_baseline']}): **{result['ratio_to_best_baseline']}**"]
+    lines += ["", *ratio_lines(result, k)]
     if "through_kafka" in result:
         tk = result["through_kafka"]
-        lines += ["", f"Through Kafka (one worker, one event per batch): hit@{k} {tk[f'hit@{k}']:.4f} from "
-                      f"{tk['lists_received']:,} published lists vs {tk[f'in_process_hit@{k}']:.4f} in-process: "
-                      f"difference {tk['difference']:+.4f}, tolerance ±{tk['tolerance']}, "
-                      f"{'agrees' if tk['agrees'] else 'DOES NOT AGREE'} ({tk['seconds']:.0f} s)."]
+        lines += ["", f"Through Kafka (one worker, one event per batch, the worker's configuration): hit@{k} "
+                      f"{tk[f'hit@{k}']:.4f} from {tk['lists_received']:,} published lists vs "
+                      f"{tk[f'in_process_hit@{k}']:.4f} in-process: difference {tk['difference']:+.4f}, tolerance "
+                      f"±{tk['tolerance']}, {'agrees' if tk['agrees'] else 'DOES NOT AGREE'} ({tk['seconds']:.0f} s)."]
     return "\n".join(lines)
+
+
+def section_name(fraction: float | None, limit: int | None, tie_order: str, through_kafka: bool,
+                 overrides: Sequence[str]) -> str:
+    """The Markdown section a run writes: one per kind of run, so a tuning run never replaces the main table."""
+    parts = ["evaluate"]
+    parts += [f"first-{fraction:g}"] if fraction else []
+    parts += [f"limit-{limit}"] if limit else []
+    parts += ["file-order"] if tie_order == "file" else []
+    parts += ["kafka"] if through_kafka else []
+    parts += [re.sub(r"[^A-Za-z0-9_.]+", "-", pair) for pair in overrides]
+    return "-".join(parts)
+
+
+def ratio_lines(result: dict[str, Any], k: int) -> list[str]:
+    """The goal's ratios, one line each (empty without baselines)."""
+    out = []
+    if "ratio_to_best_baseline" in result:
+        out.append(f"recstream hit@{k} / best classic baseline ({result['best_baseline']}): "
+                   f"**{result['ratio_to_best_baseline']}**  ")
+    if "ratio_to_sasrec" in result:
+        out.append(f"recstream hit@{k} / retrained SASRec: **{result['ratio_to_sasrec']}**")
+    return out
 
 
 def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
@@ -193,50 +306,72 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
 @click.option("--limit", type=int, default=None, help="Only the first N events.")
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Only the first FRACTION of the stream (tune on 0.3, report on all).")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a core parameter (tuning).")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a core parameter (tuning); sasrec.NAME=VALUE and als.NAME=VALUE tune those baselines.")
+@click.option("--baselines", "baseline_keys", default=None, metavar="KEY,KEY",
+              help="Only these baselines: " + ", ".join(BASELINE_KEYS) + " (default: all).")
 @click.option("--no-baselines", is_flag=True, help="Evaluate recstream only.")
+@click.option("--published/--no-published", default=True, show_default=True,
+              help="Also judge recstream as the worker publishes it: the worker's settings (RECSTREAM_TOP_K items, "
+              "only purchases and dislikes excluded unless RECSTREAM_EXCLUDE_RECENT), its top k judged.")
 @click.option("--through-kafka", is_flag=True,
-              help="Also replay through a real broker and worker and score the published lists (use --limit).")
+              help="Also replay through a real broker and worker and score the lists it published against "
+              "recstream as published.")
 @click.option("--tolerance", default=0.02, show_default=True, help="Allowed |hit@k| difference for --through-kafka.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None,
               help="Paste the command line and the table into this Markdown file (a section per kind of run).")
 @click.option("--jobs", default=min(2, os.cpu_count() or 1), show_default=True,
               help="Models evaluated in parallel processes (each on one core).")
+@sources.tie_order_options
 def evaluate_command(
     movielens: Path | None, k: int, json_out: Path | None, plot_out: Path | None, window: int, limit: int | None,
-    fraction: float | None, overrides: tuple[str, ...], no_baselines: bool, through_kafka: bool, tolerance: float,
-    jobs: int, write_to: Path | None,
+    fraction: float | None, overrides: tuple[str, ...], baseline_keys: str | None, no_baselines: bool, published: bool,
+    through_kafka: bool,
+    tolerance: float, jobs: int, write_to: Path | None, tie_order: str, seed: int,
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
-    if through_kafka and overrides:
-        raise click.UsageError("--set cannot be combined with --through-kafka: the worker runs the default parameters")
+    if through_kafka and not published:
+        raise click.UsageError("--through-kafka compares with recstream as published: drop --no-published")
     source = sources.resolve(movielens, settings.movielens)
     if source.movielens is None:
         raise click.ClickException(
             "no MovieLens folder: pass --movielens DIR, set RECSTREAM_MOVIELENS, or run `recstream dataset download`"
         )
-    params = dataclasses.replace(CoreParams(), top_k=k, **parse_overrides(overrides))
+    core_overrides, configs = split_overrides(overrides)
+    if through_kafka and core_overrides:
+        raise click.UsageError("core --set cannot be combined with --through-kafka: the worker runs its RECSTREAM_* "
+                               "settings; set those instead")
+    params = dataclasses.replace(CoreParams(), top_k=k, **core_overrides)
+    baselines = parse_baselines(baseline_keys, no_baselines)
     items = source.items()
-    events = source.events(limit)
+    events = source.events(limit, tie_order, seed)
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
     index, encoder = build_index(items, settings)
+    # As published: the worker's parameters (RECSTREAM_* settings), with the same --set overrides.
+    as_worker = dataclasses.replace(settings.core, **core_overrides) if published else None
     try:
-        models = models_for(index, encoder, params, not no_baselines)
+        models = models_for(index, encoder, params, baselines, len(events), as_worker, configs)
     except ValueError as exc:  # a catalog too large for a dense baseline
         raise click.ClickException(f"{exc}; or pass --no-baselines") from exc
     reports = run_models(models, events, index, k, jobs)
-    meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index),
-            "params": dataclasses.asdict(params)}
+    meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index), "tie_order": tie_order,
+            "seed": seed, "params": dataclasses.asdict(params),
+            "published_params": dataclasses.asdict(as_worker) if as_worker else None,
+            "baseline_configs": {"sasrec_retrained": dataclasses.asdict(SASRecConfig(**configs["sasrec"])),
+                                 "als_retrained": dataclasses.asdict(ALSConfig(**configs["als"]))}}
     result = result_json(reports, k, meta)
     if through_kafka:
         from streams.lab.evaluate_kafka import compare_through_kafka
 
-        result["through_kafka"] = compare_through_kafka(settings, items, events, reports[0], k, tolerance)
+        as_published = next(r for r in reports if r.ident == "recstream_published")
+        # One event per batch runs at a few hundred events a second: allow the whole stream at 50/s.
+        result["through_kafka"] = compare_through_kafka(settings, items, events, as_published, k, tolerance,
+                                                        timeout=max(900.0, len(events) / 50))
     click.echo(table(reports, k))
-    if "ratio_to_best_baseline" in result:
-        click.echo(f"\nrecstream hit@{k} / best baseline ({result['best_baseline']}): {result['ratio_to_best_baseline']}")
+    for line in ratio_lines(result, k):
+        click.echo(line.replace("**", "").rstrip())
     if through_kafka:
         click.echo(f"through Kafka: {json.dumps(result['through_kafka'])}")
     if json_out:
@@ -247,7 +382,7 @@ def evaluate_command(
         plot(reports, k, plot_out, window)
         click.echo(f"plot written to {plot_out}")
     if write_to:
-        name = "evaluate" + (f"-first-{fraction:g}" if fraction else "") + (f"-limit-{limit}" if limit else "")
+        name = section_name(fraction, limit, tie_order, through_kafka, overrides)
         body = markdown(result, reports, k, "recstream evaluate " + " ".join(sys.argv[2:]))
         write_section(write_to, name, body, heading=f"Run: {name}", title="Evaluation")
         click.echo(f"table written to {write_to} (section {name})")

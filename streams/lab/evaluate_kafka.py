@@ -3,7 +3,8 @@
 A broker (embedded unless KAFKA_BOOTSTRAP_SERVERS is set) and one `recstream worker` process run
 with one event per batch, so every event gets its own published list. The list judged before an
 event is the one published for the user's previous event, read back from the recommendations
-topic; the harness, the exclusions and the metrics are the in-process ones.
+topic, taken as published (its top k, no exclusions added): it is compared with the in-process
+run of the worker's own configuration (`RecstreamModel(published=True)`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from streams.lab.stack import LocalStack
 from streams.settings import Settings
 
 ROOT = Path(".recstream/evaluate-kafka")
-# Published lists are longer than k: they exclude only purchases and dislikes, the protocol
-# excludes everything the user interacted with, so the harness filters and cuts to k.
-LIST_SLACK = 40
 
 
 class PublishedLists:
@@ -41,7 +39,7 @@ class PublishedLists:
         self._current: dict[str, list[str]] = {}
 
     def recommend(self, user_id: str, k: int, exclude: set[str]) -> list[str]:
-        return [item for item in self._current.get(user_id, []) if item not in exclude][:k]
+        return self._current.get(user_id, [])[:k]
 
     def learn(self, event: Event, seen: set[str]) -> None:
         published = self._by_trigger.get(event.event_id)
@@ -53,12 +51,15 @@ def compare_through_kafka(
     settings: Settings, items: Sequence[Item], events: Sequence[Event], in_process: Report, k: int, tolerance: float,
     timeout: float = 900.0, bootstrap: str | None = None, root: Path = ROOT,
 ) -> dict[str, Any]:
-    """Replay `events` through a broker and a worker, score the published lists, compare with `in_process`."""
+    """Replay `events` through a broker and a worker, score the published lists, compare with `in_process`.
+
+    `in_process` must be recstream as published, with the same list length (`settings.top_k`).
+    """
     shutil.rmtree(root, ignore_errors=True)
     tag = uuid.uuid4().hex[:8]  # own topics and group: a shared Kafka may hold earlier runs
     env = {
         "RECSTREAM_BATCH_MAX": "1",
-        "RECSTREAM_TOP_K": str(k + LIST_SLACK),
+        "RECSTREAM_TOP_K": str(settings.top_k),
         "RECSTREAM_ENCODER_THREADS": "2",
         "RECSTREAM_APP_ID": f"recstream-eval-{tag}",
         **{f"RECSTREAM_TOPIC_{t.upper()}": f"eval-{tag}.{t}" for t in ("events", "items", "recommendations", "covisits")},

@@ -27,11 +27,13 @@ def test_published_lists_score_like_the_in_process_replay(kafka_bootstrap: str, 
     encoder = SentenceEncoder(threads=2)
     index = ItemIndex(encoder.dim)
     Catalog(index, encoder).ingest(items)
-    in_process = evaluate(RecstreamModel(index, encoder, CoreParams(top_k=K)), events, K)
+    settings = Settings()
+    # The worker's own configuration: its list length, only purchases and dislikes excluded.
+    in_process = evaluate(RecstreamModel(index, encoder, CoreParams(top_k=settings.top_k), published=True), events, K)
     assert in_process.metrics[f"hit@{K}"] > 0.1, "the synthetic stream has learnable taste: a real signal to compare"
 
     result = compare_through_kafka(
-        Settings(), items, events, in_process, K, tolerance=0.03, timeout=300, bootstrap=kafka_bootstrap, root=tmp_path
+        settings, items, events, in_process, K, tolerance=0.03, timeout=300, bootstrap=kafka_bootstrap, root=tmp_path
     )
     # One event per batch: every event produced its own list, none was lost or coalesced.
     assert result["lists_received"] == len(events)

@@ -272,6 +272,20 @@ def test_reason_names_the_most_similar_history_item() -> None:
     ]
 
 
+@pytest.mark.parametrize("exclude_recent", [False, True])
+def test_recent_items_of_any_kind_are_excluded_only_when_so_set(exclude_recent: bool) -> None:
+    params = CoreParams(top_k=30, exclude_recent=exclude_recent, recent_items=3)
+    world = World(_unit(30, seed=5), params)
+    for n, kind in enumerate([EventType.CLICK, EventType.BROWSE, EventType.CLICK, EventType.BROWSE]):
+        world.event("u", kind, f"i{n}")
+    world.event("other", EventType.CLICK, "i0")
+    (recs,) = recommend_many([world.states["u"]], world.index, params, world.covis)
+    listed = {r.item_id for r in recs}
+    newest = {"i1", "i2", "i3"}  # recent_items=3: i0 has dropped out of the bounded history
+    assert (listed & newest == set()) if exclude_recent else (newest <= listed)
+    assert "i0" in listed, "beyond the bounded history an item may come back"
+
+
 def test_search_reason_and_shortening() -> None:
     params = CoreParams(top_k=3)
     vecs = _unit(10, seed=2)

@@ -162,6 +162,41 @@ def test_load_events_is_deterministic(tmp_path: Path) -> None:
     assert load_events(folder) == load_events(folder)
 
 
+def _tied_ratings() -> str:
+    """User 1 rates twenty films in one second between other users' ratings of that second."""
+    rows = ["userId,movieId,rating,timestamp", "7,5,4.0,100"]
+    rows += [f"1,{movie},4.0,100" for movie in range(1, 21)]
+    rows += ["9,5,3.0,100", "1,99,4.0,50", "1,98,4.0,150"]
+    return "\n".join(rows) + "\n"
+
+
+def _order(events: list[Event]) -> list[tuple[str, str | None]]:
+    return [(e.user_id, e.item_id) for e in events]
+
+
+def test_ties_of_one_user_are_shuffled_by_seed_and_nothing_else_moves(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "ml", ratings=_tied_ratings())
+    filed = load_events(folder, tie_order="file")
+    shuffled = load_events(folder, tie_order="shuffle", seed=0)
+    assert [e.item_id for e in filed if e.user_id == "1" and e.ts == 100_000] == [str(m) for m in range(1, 21)]
+    tied = [e.item_id for e in shuffled if e.user_id == "1" and e.ts == 100_000]
+    assert sorted(tied, key=int) == [str(m) for m in range(1, 21)] and tied != sorted(tied, key=int)
+    # Only the tied group's inside changes: the other users' events and other seconds keep their places.
+    assert [i for i, e in enumerate(shuffled) if (e.user_id, e.ts) != ("1", 100_000)] == [
+        i for i, e in enumerate(filed) if (e.user_id, e.ts) != ("1", 100_000)
+    ]
+    assert _order(shuffled)[0] == ("1", "99") and _order(shuffled)[1] == ("7", "5")
+    assert _order(shuffled)[-2:] == [("9", "5"), ("1", "98")]
+    assert load_events(folder, seed=0) == shuffled  # shuffle with seed 0 is the default
+    assert _order(load_events(folder, seed=1)) != _order(shuffled)
+    assert load_events(folder, seed=1) == load_events(folder, seed=1)
+
+
+def test_an_unknown_tie_order_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="shuffle, file"):
+        load_events(_write(tmp_path / "ml"), tie_order="random")
+
+
 @pytest.mark.parametrize("limit", [0, 1, 3, 6, 100])
 def test_load_events_limit_takes_the_earliest(tmp_path: Path, limit: int) -> None:
     folder = _write(tmp_path / "ml")

@@ -20,7 +20,9 @@ from models.evaluation.baselines import (
     ContentOnly,
     RandomBaseline,
     RecentPopularityBaseline,
+    SessionKNN,
 )
+from models.evaluation.retrained import ALSConfig, RetrainedALS, RetrainedSASRec, SASRecConfig
 from schemas.records import Event, EventType
 
 CATALOG = [f"i{n}" for n in range(10)]
@@ -66,6 +68,9 @@ def _all_models() -> list[object]:
         RecentPopularityBaseline(window=7),
         CoOccurrence(CATALOG, window=3),
         ContentOnly(CATALOG, _unit_vectors(len(CATALOG)), ema=0.5),
+        SessionKNN(query_items=3, neighbours=4),
+        RetrainedALS(CATALOG, total_events=10, config=ALSConfig(factors=4, iterations=2, every=0.5)),
+        RetrainedSASRec(CATALOG, total_events=10, config=SASRecConfig(max_len=4, dim=8, epochs=1, every=0.5)),
     ]
 
 
@@ -239,3 +244,35 @@ def test_random_is_deterministic_per_seed() -> None:
     assert lists_one == lists_two
     assert lists_one != lists_other
     assert len({tuple(x) for x in lists_one}) > 1  # a new draw on every call
+
+
+# -- session-kNN ----------------------------------------------------------------------------------
+
+
+def test_session_knn_recommends_what_sessions_sharing_the_newest_items_went_on_to() -> None:
+    model = SessionKNN(query_items=2, neighbours=10)
+    # Two earlier sessions: one shares i1 and goes on to i5, one shares nothing and holds i9.
+    _feed(model, [("a", "i0"), ("a", "i1"), ("a", "i5"), ("b", "i8"), ("b", "i9")])
+    model.learn(_ev("u", "i1", 10), {"i1"})
+    top = model.recommend("u", 3, {"i1"})
+    assert set(top) == {"i0", "i5"}, "only the neighbour session's items; nothing from the unrelated one"
+    assert model.recommend("u", 3, {"i1", "i0"}) == ["i5"]
+
+
+def test_session_knn_weighs_the_newest_items_most_and_ignores_the_users_own_session() -> None:
+    model = SessionKNN(query_items=2, neighbours=10)
+    _feed(model, [("a", "i0"), ("a", "i2"), ("b", "i1"), ("b", "i3")])
+    seen: set[str] = set()
+    for ts, item in enumerate(["i0", "i1"]):  # i1 is the newest: b's session must come first
+        seen.add(item)
+        model.learn(_ev("u", item, 100 + ts), seen)
+    assert model.recommend("u", 2, seen) == ["i3", "i2"]
+
+
+def test_a_gap_starts_a_new_session() -> None:
+    model = SessionKNN(session_gap_s=60, query_items=1, neighbours=10)
+    model.learn(_ev("a", "i0", 0), {"i0"})
+    model.learn(_ev("a", "i1", 1_000), {"i0", "i1"})  # same session: i0 and i1 together
+    model.learn(_ev("a", "i2", 1_000 + 61_000), {"i0", "i1", "i2"})  # a new session
+    model.learn(_ev("u", "i1", 200_000), {"i1"})
+    assert model.recommend("u", 5, {"i1"}) == ["i0"], "i2 was a later session of a, not a neighbour of i1"

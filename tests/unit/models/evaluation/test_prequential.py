@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from models.evaluation.prequential import Report, evaluate, summary
+from models.evaluation.prequential import Report, evaluate, summary, tied_seconds
 from schemas.records import Event, EventType
 
 K = 5
@@ -327,3 +327,22 @@ def test_summary_is_json_safe_with_none_for_missing_metrics() -> None:
     json.dumps(s, allow_nan=False)
     odd = Report("m", K, {"a": math.nan, "b": math.inf, "c": -math.inf, "d": 0.1234567891}, np.array([]))
     assert summary(odd) == {"a": None, "b": None, "c": None, "d": 0.123457}
+
+
+# -- ties -----------------------------------------------------------------------------------------
+
+
+def test_tied_seconds_are_one_users_events_sharing_a_timestamp() -> None:
+    events = [_ev("u1", "a", 1_000), _ev("u1", "b", 1_000), _ev("u2", "c", 1_000), _ev("u1", "d", 2_000),
+              _ev("u2", None, 2_000, EventType.SEARCH), _ev("u2", "e", 2_000)]
+    assert tied_seconds(events) == {("u1", 1_000)}, "other users, other seconds and searches make no tie"
+
+
+def test_untied_hit_counts_only_warm_events_outside_tied_seconds() -> None:
+    # u1: x1 (cold), x2 and x3 in one second (tied), x4 alone. The oracle hits x2, x3, x4 ... except
+    # it misses x4, so the untied hit rate is 0 while the overall rate is 2/3.
+    events = [_ev("u1", "x1", 1_000), _ev("u1", "x2", 2_000), _ev("u1", "x3", 2_000), _ev("u1", "x4", 3_000)]
+    report = evaluate(Oracle(events, hit_if=lambda target, exclude: target != "x4"), events, K)
+    assert report.metrics[f"hit@{K}"] == pytest.approx(2 / 3)
+    assert report.metrics[f"untied_hit@{K}"] == 0.0
+    assert report.metrics["tied_events"] == 2.0

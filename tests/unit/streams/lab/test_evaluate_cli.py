@@ -10,18 +10,26 @@ import pytest
 
 from models.evaluation.prequential import Report
 from models.params import CoreParams
-from streams.lab.evaluate import markdown, parse_overrides, result_json
+from streams.lab.evaluate import (
+    BASELINE_KEYS,
+    markdown,
+    parse_baselines,
+    parse_overrides,
+    result_json,
+    section_name,
+    split_overrides,
+)
 from streams.lab.markdown_sections import write_section
 
 K = 10
 KEYS = (f"hit@{K}", f"ndcg@{K}", "mrr", f"new_item_hit@{K}", "coverage")
 
 
-def _report(name: str, hit: float) -> Report:
+def _report(name: str, hit: float, key: str = "") -> Report:
     metrics = {key: hit for key in KEYS}
     metrics.update({f"cold_user_hit@{K}": 0.0, "intra_list_diversity": float("nan"), "ms_per_event": 1.0,
                     "warm_events": 100.0, "new_item_events": 10.0, "cold_events": 5.0})
-    return Report(name, K, metrics, np.zeros(3, dtype=np.int32))
+    return Report(name, K, metrics, np.zeros(3, dtype=np.int32), key=key)
 
 
 def test_overrides_are_typed_like_the_core_parameters() -> None:
@@ -31,7 +39,12 @@ def test_overrides_are_typed_like_the_core_parameters() -> None:
     assert CoreParams(**got).w_fresh == 0.25
 
 
-@pytest.mark.parametrize("bad", ["no_such_param=1", "w_fresh", "covis_anchors=1.5", "w_fresh=abc"])
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("False", False), ("1", True), ("off", False)])
+def test_a_boolean_override_is_parsed_not_truth_tested(raw: str, value: bool) -> None:
+    assert parse_overrides([f"exclude_recent={raw}"]) == {"exclude_recent": value}
+
+
+@pytest.mark.parametrize("bad", ["no_such_param=1", "w_fresh", "covis_anchors=1.5", "w_fresh=abc", "exclude_recent=maybe"])
 def test_bad_overrides_name_the_problem(bad: str) -> None:
     with pytest.raises(click.BadParameter, match=bad.split("=")[0]):
         parse_overrides([bad])
@@ -48,6 +61,20 @@ def test_json_has_the_contracted_objects_and_keys() -> None:
     assert out["ratio_to_best_baseline"] == pytest.approx(1.5)
 
 
+def test_the_sequence_model_is_compared_apart_and_the_published_run_is_not_a_baseline() -> None:
+    reports = [
+        _report("recstream", 0.12),
+        _report("recstream (as published: top 20)", 0.10, key="recstream_published"),
+        _report("SASRec", 0.2, key="sasrec_retrained"),
+        _report("ALS", 0.08, key="als_retrained"),
+    ]
+    out = result_json(reports, K, {"dataset": "d", "events": 3, "items": 2})
+    assert set(out["baselines"]) == {"sasrec_retrained", "als_retrained"}
+    assert out["recstream_published"][f"hit@{K}"] == 0.10
+    assert out["best_baseline"] == "als_retrained" and out["ratio_to_best_baseline"] == pytest.approx(1.5)
+    assert out["ratio_to_sasrec"] == pytest.approx(0.6)
+
+
 def test_markdown_section_is_replaced_not_appended(tmp_path: Path) -> None:
     doc = tmp_path / "EVALUATION.md"
     reports = [_report("recstream", 0.15), _report("random", 0.01)]
@@ -60,3 +87,27 @@ def test_markdown_section_is_replaced_not_appended(tmp_path: Path) -> None:
     second = doc.read_text()
     assert second.count("<!-- evaluate:begin -->") == 1 and "| recstream | 0.2000 |" in second
     assert "0.1500" not in second
+
+
+def test_prefixed_overrides_tune_the_retrained_baselines() -> None:
+    core, configs = split_overrides(["w_fresh=0.2", "sasrec.lr=0.005", "sasrec.layers=2", "als.factors=32"])
+    assert core == {"w_fresh": 0.2}
+    assert configs == {"sasrec": {"lr": 0.005, "layers": 2}, "als": {"factors": 32}}
+    with pytest.raises(click.BadParameter, match="sasrec.'nope=1'"):
+        split_overrides(["sasrec.nope=1"])
+
+
+def test_baselines_are_chosen_by_key() -> None:
+    assert parse_baselines(None, none=False) == list(BASELINE_KEYS)
+    assert parse_baselines("session_knn, sasrec_retrained", none=False) == ["session_knn", "sasrec_retrained"]
+    assert parse_baselines("session_knn", none=True) == []
+    with pytest.raises(click.BadParameter, match="unknown baseline sasrec"):
+        parse_baselines("sasrec", none=False)
+
+
+def test_each_kind_of_run_writes_its_own_section() -> None:
+    assert section_name(None, None, "shuffle", False, ()) == "evaluate"
+    assert section_name(None, None, "file", False, ()) == "evaluate-file-order"
+    assert section_name(0.3, None, "shuffle", False, ("sasrec.lr=0.02",)) == "evaluate-first-0.3-sasrec.lr-0.02"
+    assert section_name(None, 50_000, "shuffle", True, ()) == "evaluate-limit-50000-kafka"
+    assert section_name(None, None, "shuffle", False, ("exclude_recent=true",)) != "evaluate"
