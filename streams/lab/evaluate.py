@@ -366,9 +366,10 @@ def evaluate_command(
         from streams.lab.evaluate_kafka import compare_through_kafka
 
         as_published = next(r for r in reports if r.ident == "recstream_published")
-        # One event per batch runs at a few hundred events a second: allow the whole stream at 50/s.
+        # One event per batch on the embedded broker fell from 76 to 30 events/s as its topics grew
+        # (EVALUATION.md): allow 20 a second.
         result["through_kafka"] = compare_through_kafka(settings, items, events, as_published, k, tolerance,
-                                                        timeout=max(900.0, len(events) / 50))
+                                                        timeout=max(900.0, len(events) / 20))
     click.echo(table(reports, k))
     for line in ratio_lines(result, k):
         click.echo(line.replace("**", "").rstrip())
