@@ -44,8 +44,10 @@ class FitSchedule:
 class _Retrained(_Dense):
     """Interaction log, fit schedule and popularity fallback shared by the retrained models."""
 
-    def __init__(self, item_ids: Sequence[str], total_events: int, every: float) -> None:
+    def __init__(self, item_ids: Sequence[str], total_events: int, every: float, label: str, seed: int) -> None:
         super().__init__(item_ids)
+        self.name = f"{label} (retrained every {every:.0%})"
+        self._seed = seed
         self.schedule = FitSchedule(total_events, every)
         self.fits = 0
         self.users: dict[str, list[int]] = {}  # each user's item rows, oldest first
@@ -101,10 +103,8 @@ class RetrainedALS(_Retrained):
 
     def __init__(self, item_ids: Sequence[str], total_events: int, config: ALSConfig = ALSConfig(),
                  seed: int = 0) -> None:
-        super().__init__(item_ids, total_events, config.every)
-        self.name = f"ALS (retrained every {config.every:.0%})"
+        super().__init__(item_ids, total_events, config.every, "ALS", seed)
         self.config = config
-        self._seed = seed
         self._model = None
 
     def _fit(self) -> None:
@@ -168,10 +168,8 @@ class RetrainedSASRec(_Retrained):
 
     def __init__(self, item_ids: Sequence[str], total_events: int, config: SASRecConfig = SASRecConfig(),
                  seed: int = 0) -> None:
-        super().__init__(item_ids, total_events, config.every)
-        self.name = f"SASRec (retrained every {config.every:.0%})"
+        super().__init__(item_ids, total_events, config.every, "SASRec", seed)
         self.config = config
-        self._seed = seed
         self._net: SASRecNet | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self.losses: list[float] = []  # mean training loss of each refit's last epoch
