@@ -18,6 +18,15 @@ STATES_QUARANTINED = Counter(
     "recstream_states_quarantined_total",
     "Stored user states that did not decode: their bytes dead-lettered (state_unreadable), the user started afresh",
 )
+FETCH_REWINDS = Counter(
+    "recstream_fetch_rewinds_total",
+    "Fetches that jumped past unread events of a partition (around rebalances): the partition was read again from "
+    "where it was read to, instead of those events being committed unapplied",
+)
+FETCH_HOLES_REFUSED = Counter(
+    "recstream_fetch_holes_refused_total",
+    "Holes in a partition's offsets that a re-read did not confirm: left unacked, so commits wait until they are read",
+)
 STEP_RETRIES = Counter("recstream_step_retries_total", "Batches whose step raised and was tried again")
 WORKER_FAILURES = Counter(
     "recstream_worker_failures_total",

@@ -49,7 +49,12 @@ def test_the_python_client_sends_every_event_type_and_the_subscriber_yields_list
             ids = [client.browse("sdk-user", CATALOG[0].item_id), client.click("sdk-user", CATALOG[1].item_id),
                    client.purchase("sdk-user", CATALOG[2].item_id), client.dislike("sdk-user", CATALOG[3].item_id),
                    client.search("sdk-user", "a quiet western"), client.click("other-user", CATALOG[4].item_id)]
-        assert [d.event_id for d in deliveries] == ids and all(d.error is None for d in deliveries)
+        assert all(d.error is None for d in deliveries), [d.error for d in deliveries if d.error]
+        # Delivery reports of different partitions may interleave (and librdkafka does not promise their
+        # order); what the workers rely on is each user's events stored in the order they were sent.
+        assert sorted(d.event_id for d in deliveries) == sorted(ids)
+        mine_stored = sorted((d.offset, d.event_id) for d in deliveries if d.user_id == "sdk-user")
+        assert [event_id for _, event_id in mine_stored] == ids[:5], "a user's events kept their order"
         assert {d.partition for d in deliveries if d.user_id == "sdk-user"} == {
             partition_for("sdk-user", settings.events_partitions)}
         rec = wait_for(mine, ids[4])
