@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".recstream/data"), description="RocksDB tables and the item index files")
     worker_id: str = Field("worker-1", description="Names this worker's local state folder; unique per host")
     fetch_max_wait_ms: int = Field(
-        20, ge=1, le=1500, description="Longest a worker's fetch waits at the broker for new events (Faust's default: 1500)"
+        20, ge=1, le=1500, description="Longest a worker's fetch waits at the broker for new events, co-visits and items (Faust's default: 1500, aiokafka's 500)"
     )
     batch_max: int = Field(500, ge=1, description="Most events handled per batch")
     batch_wait_ms: int = Field(10, ge=0, description="How long a batch waits to fill, in ms")

@@ -19,7 +19,13 @@ from streams.worker.model_access import ModelAccess
 
 
 def reader_consumer(settings: Settings, purpose: str, **overrides: Any) -> AIOKafkaConsumer:
-    """An aiokafka consumer outside the consumer group, that assigns itself partitions and commits nothing."""
+    """An aiokafka consumer outside the consumer group, that assigns itself partitions and commits nothing.
+
+    Its fetches wait at most RECSTREAM_FETCH_MAX_WAIT_MS, as the events consumer's do: with aiokafka's
+    500 ms default, a broker that holds a fetch for its whole wait (the embedded Tansu) delivered
+    co-visits up to half a second late, so lists were computed without the last few events' pairs.
+    """
+    options: dict[str, Any] = {"fetch_max_wait_ms": settings.fetch_max_wait_ms, **overrides}
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
@@ -27,7 +33,7 @@ def reader_consumer(settings: Settings, purpose: str, **overrides: Any) -> AIOKa
         auto_offset_reset="earliest",
         client_id=f"{settings.app_id}-{purpose}-{settings.worker_id}",
         **aiokafka_options(settings),
-        **overrides,
+        **options,
     )
 
 
