@@ -278,13 +278,17 @@ class CoVisitation:
         """One user's co-visitation score of every item, by dense id (0 where unreached)."""
         return self.anchor_scores([anchors]).scores.toarray()[0]
 
-    def anchor_scores(self, anchor_lists: Sequence[Sequence[tuple[str, float]]]) -> AnchorScores:
+    def anchor_scores(
+        self, anchor_lists: Sequence[Sequence[tuple[str, float]]], params: CoreParams | None = None
+    ) -> AnchorScores:
         """Co-visitation scores of many users at once: one sparse product of their anchor weights
         with the pair rows of every anchor they name.
 
         score(u, c) = sum_a w_ua * pair(a, c) / count(a)**anchor_norm / count(c)**candidate_norm.
         Sparse because a user's anchors reach a few hundred items of a catalog of any size.
+        `params` scores for an experiment variant; the store's own by default.
         """
+        scoring = params or self.params
         counts = self._counts
         slots = max((len(a) for a in anchor_lists), default=0)
         slot_row = np.full((len(anchor_lists), slots), -1, dtype=np.int64)
@@ -311,7 +315,7 @@ class CoVisitation:
                     row_values.append(values)
                 slot_row[u, slot], slot_id[u, slot], slot_weight[u, slot] = r, a, weight
                 w_rows.append(r)
-                w_values.append(weight / counts[a] ** self.params.anchor_norm)
+                w_values.append(weight / counts[a] ** scoring.anchor_norm)
             w_indptr.append(len(w_rows))
         n = len(self._names)
         indptr = np.zeros(len(row_ids) + 1, dtype=np.int64)
@@ -327,12 +331,12 @@ class CoVisitation:
         scores = weights @ rows
         reach = self.counts
         damp = np.zeros(n)
-        np.power(reach, -self.params.candidate_norm, out=damp, where=reach > 0)
+        np.power(reach, -scoring.candidate_norm, out=damp, where=reach > 0)
         scores.data *= damp[scores.indices]
         scores.eliminate_zeros()  # unreached (count 0) and underflowed candidates
         return AnchorScores(scores, rows, slot_row, slot_id, slot_weight)
 
-    def popular_ids(self, allowed: np.ndarray | None = None) -> np.ndarray:
+    def popular_ids(self, allowed: np.ndarray | None = None, params: CoreParams | None = None) -> np.ndarray:
         """Dense ids of the `popular_candidates` most popular items right now, most popular first.
 
         `allowed` (a mask over dense ids) keeps the others out: ranking passes the items that are in
@@ -340,7 +344,7 @@ class CoVisitation:
         place nor set the popularity normaliser.
         """
         pop = self.popularities if allowed is None else np.where(allowed, self.popularities, 0.0)
-        n = min(self.params.popular_candidates, int((pop > 0).sum()))
+        n = min((params or self.params).popular_candidates, int((pop > 0).sum()))
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         part = np.argpartition(-pop, n - 1)[:n]

@@ -52,6 +52,9 @@ class UserState:
     # partition, the highest source offset applied. A crash can make the re-send happen twice, at
     # two offsets of the user's partition; the second copy names a source offset already seen.
     rekeyed: tuple[tuple[int, int], ...] = ()
+    # The item ids of the list last published for the user, best first: what the user was shown
+    # when their next event arrives, so the online hit rate needs no other store.
+    shown: tuple[str, ...] = ()
 
     @classmethod
     def empty(cls, dim: int) -> UserState:

@@ -51,9 +51,12 @@ class CoreParams:
     # Popularity fades faster than co-visitation: it is "what is watched now".
     popularity_half_life_s: float = 60 * DAY_S
     popular_candidates: int = 100
-    # Blend of the normalised signals: co-visitation has weight 1.
+    # Blend of the normalised signals (co-visitation's weight 1 sets the scale; the others are relative
+    # to it). Users with no co-visitation evidence, or searching, get content at w_content_led instead.
+    w_covis: float = 1.0
     w_popularity: float = 0.3
     w_content: float = 0.1
+    w_content_led: float = 1.0
     # Items nobody has interacted with yet can only be found by their text: their content
     # similarity gets this extra weight, so new items reach lists before anyone clicks them.
     w_fresh: float = 0.3

@@ -7,7 +7,7 @@ adds decoding, table reads/writes and publishing around it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from models.interest import UserState, apply_event, seen_origin
 from models.params import CoreParams
 from models.covisitation import CoVisit, CoVisitation, visit_for
 from models.ranking import Scored, recommend_many
+from models.variants import Experiment
 from schemas.records import Event, EventType
 
 
@@ -45,6 +46,23 @@ class StepResult:
     unknown_items: int = 0
     # Users whose newest event in the batch was an erase: delete their state and list, publish nothing.
     erased: set[str] = field(default_factory=set)
+    # The experiment variant of every user whose list was recomputed.
+    variants: dict[str, str] = field(default_factory=dict)
+    # The online hit measure, one entry per judged event: (variant, rank of the event's item in the
+    # list the user was shown before it, 1-based; 0 when it was not in that list).
+    online: list[tuple[str, int]] = field(default_factory=list)
+
+
+# Event types judged by the online hit measure: the user chose the item. A dislike is not a success.
+JUDGED = frozenset({EventType.PURCHASE, EventType.CLICK, EventType.BROWSE})
+
+
+def shown_rank(state: UserState, item_id: str) -> int:
+    """1-based rank of `item_id` in the list the user was last shown; 0 when it was not in it."""
+    try:
+        return state.shown.index(item_id) + 1
+    except ValueError:
+        return 0
 
 
 class Recommender:
@@ -54,11 +72,15 @@ class Recommender:
         encoder: Encoder,
         params: CoreParams,
         covis: CoVisitation | None = None,
+        experiment: Experiment | None = None,
     ) -> None:
+        """`params` holds for everything users share (co-visitation); `experiment` gives each user the
+        params of their variant (by default everyone is in `default`, with `params`)."""
         self.index = index
         self.encoder = encoder
         self.params = params
         self.covis = covis if covis is not None else CoVisitation(params)
+        self.experiment = experiment if experiment is not None else Experiment.single(params)
 
     def step(
         self,
@@ -74,10 +96,12 @@ class Recommender:
         out = StepResult()
         query_vecs = self._encode_queries(batch)
         item_vecs = self._item_vectors(batch)
+        variant_of = {u: self.experiment.variant_of(u) for u in {p.event.user_id for p in batch}}
         # None marks a user erased in this batch: later events start them afresh, not from `states`.
         current: dict[str, UserState | None] = {}
         for pos in batch:
             ev = pos.event
+            variant = variant_of[ev.user_id]
             if ev.type is EventType.ERASE:
                 current[ev.user_id] = None
                 out.triggers.pop(ev.user_id, None)
@@ -94,22 +118,31 @@ class Recommender:
                 item_vec = item_vecs.get(ev.item_id)
                 if item_vec is None:
                     out.unknown_items += 1
+            if ev.type in JUDGED and state.shown:
+                out.online.append((variant.name, shown_rank(state, ev.item_id)))  # type: ignore[arg-type]
             visit = self._in_catalog(visit_for(state, ev, self.params))
             if visit is not None:
                 out.visits.append(visit)
                 out.visit_events.append(ev)
             current[ev.user_id] = apply_event(
-                state, ev, self.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset,
+                state, ev, variant.params, item_vec=item_vec, query_vec=query_vecs.get(ev.event_id), offset=pos.offset,
                 origin=pos.origin,
             )
             out.triggers[ev.user_id] = ev
             out.applied.append(ev)
         out.states = {u: s for u, s in current.items() if s is not None}
         out.erased = {u for u, s in current.items() if s is None}
-        users = list(out.triggers)
-        extra = [exclude.get(u, ()) for u in users] if exclude else None
-        lists = recommend_many([out.states[u] for u in users], self.index, self.params, self.covis, extra)
-        out.recommendations = dict(zip(users, lists))
+        by_variant: dict[str, list[str]] = {}
+        for user in out.triggers:
+            by_variant.setdefault(variant_of[user].name, []).append(user)
+        for name, users in by_variant.items():
+            extra = [exclude.get(u, ()) for u in users] if exclude else None
+            lists = recommend_many([out.states[u] for u in users], self.index, self.experiment.params_of(name),
+                                   self.covis, extra)
+            for user, scored in zip(users, lists):
+                out.recommendations[user] = scored
+                out.variants[user] = name
+                out.states[user] = replace(out.states[user], shown=tuple(s.item_id for s in scored))
         return out
 
     def _in_catalog(self, visit: CoVisit | None) -> CoVisit | None:

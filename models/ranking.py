@@ -115,7 +115,7 @@ def _prepare(
     exclude: Sequence[Collection[str]] | None, exact_when: tuple[int, int],
 ) -> _Batch:
     anchors = [anchors_of(s, params) for s in states]
-    co = covis.anchor_scores(anchors)
+    co = covis.anchor_scores(anchors, params)
     top_co = _row_max(co.scores.indptr, co.scores.data)
     searching = np.array([s.searching for s in states], dtype=bool)
     content_led = searching | (top_co <= 0)
@@ -130,7 +130,7 @@ def _prepare(
     pops[label_of[known]] = covis.popularities[known]
     in_catalog = known.copy()
     in_catalog[known] = index.live_mask[label_of[known]]
-    pop_ids = covis.popular_ids(allowed=in_catalog)
+    pop_ids = covis.popular_ids(allowed=in_catalog, params=params)
     pop_labels = label_of[pop_ids]
     # A search is an explicit request: popularity must not drown it (applied per user, in the chunk).
     pop_max = float(covis.popularities[pop_ids[0]]) if len(pop_ids) else 0.0
@@ -156,9 +156,8 @@ class _Blend:
 
     columns: np.ndarray
     total: np.ndarray  # -inf where an item may not be recommended to the user
-    co_n: np.ndarray
-    sims: np.ndarray
-    w_content: np.ndarray  # per user
+    co_n: np.ndarray  # weighted co-visitation
+    content: np.ndarray  # weighted content similarity
 
 
 def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, covis: CoVisitation) -> list[list[Scored]]:
@@ -171,7 +170,7 @@ def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, c
 
 
 def _blend(b: _Batch, users: range, index: ItemIndex, params: CoreParams) -> _Blend:
-    """co-visitation + w_popularity x popularity + w_sim x content for every candidate of every user of
+    """w_covis x co-visitation + w_popularity x popularity + w_sim x content for every candidate of every user of
     the chunk; the columns are the union of their co-visited, popular and content items."""
     n = len(users)
     rows = np.arange(n)
@@ -202,13 +201,16 @@ def _blend(b: _Batch, users: range, index: ItemIndex, params: CoreParams) -> _Bl
     searching = b.searching[users.start : users.stop]
     candidate[np.ix_(~searching, column_of[b.pop_labels])] = True
     pop_n = (b.pops[columns] / b.pop_max)[None, :] * (~searching)[:, None] if b.pop_max > 0 else 0.0
-    w_content = np.where(b.content_led[users.start : users.stop], 1.0, params.w_content)
+    w_content = np.where(b.content_led[users.start : users.stop], params.w_content_led, params.w_content)
     w_sim = w_content[:, None] + params.w_fresh * (b.counts[columns] <= 0)[None, :]
-    total = co_n + params.w_popularity * pop_n + w_sim * sims
+    if params.w_covis != 1.0:
+        co_n *= params.w_covis
+    content = w_sim * sims
+    total = co_n + params.w_popularity * pop_n + content
     allowed = candidate & index.live_mask[columns][None, :]
     _ban_excluded(allowed, b, users, column_of, index, params.exclude_recent)
     total[~allowed] = -np.inf
-    return _Blend(columns, total, co_n, sims, w_content)
+    return _Blend(columns, total, co_n, content)
 
 
 def _ban_excluded(allowed: np.ndarray, b: _Batch, users: range, column_of: np.ndarray, index: ItemIndex,
@@ -231,9 +233,9 @@ def _lists(b: _Batch, users: range, blend: _Blend, picked: list[np.ndarray], ind
     arrays at once; only the reason's wording is per item."""
     row = np.repeat(np.arange(len(users)), [len(p) for p in picked])
     col = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-    labels, co_p, sim_p = blend.columns[col], blend.co_n[row, col], blend.sims[row, col]
-    by_covis = (co_p > 0) & (co_p >= blend.w_content[row] * sim_p)
-    by_content = ~by_covis & (sim_p > 0)
+    labels, co_p, content_p = blend.columns[col], blend.co_n[row, col], blend.content[row, col]
+    by_covis = (co_p > 0) & (co_p >= content_p)
+    by_content = ~by_covis & (content_p > 0)
     items = index.ids_of_labels(labels)
     values = np.round(blend.total[row, col], 4).tolist()
     slot = np.full(len(col), -1, dtype=np.int64)

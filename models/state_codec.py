@@ -41,6 +41,8 @@ def encode_state(state: UserState) -> bytes:
     }
     if state.rekeyed:
         header["rekeyed"] = [list(pair) for pair in state.rekeyed]
+    if state.shown:
+        header["shown"] = list(state.shown)
     vectors = [state.long, state.short] + ([state.query_vec] if state.query_vec is not None else [])
     halves = [to_half(v) for v in vectors]
     header["exponents"] = [e for _, e in halves]
@@ -87,6 +89,7 @@ def decode_state(data: bytes) -> UserState:
             searching=bool(header.get("searching", False)),
             applied_digest=int(header.get("digest", "0"), 16),
             rekeyed=tuple((int(p), int(o)) for p, o in header.get("rekeyed", ())),
+            shown=_strings(header.get("shown", []), "shown"),
         )
     except (KeyError, ValueError, TypeError, OverflowError, RecursionError, struct.error) as exc:
         if isinstance(exc, StateDecodeError):

@@ -106,6 +106,8 @@ class Recommendation(BaseModel):
     trigger_event_id: str
     generated_at: int
     model_version: str
+    # The user's experiment variant; lists published before variants existed lack it.
+    variant: str = "default"
 
 
 @cache

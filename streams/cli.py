@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from models.datasets import DatasetError
+from models.variants import VariantsError
 from streams.client.display import format_list
+from streams.lab.experiments_report import ReportError, experiments_command
 from streams.kafka.producing import DeliveryError, Publisher, make_producer, paced, publish_event, publish_items
 from streams.lab import sources
 from streams.lab.bench.command import bench_command
@@ -30,7 +32,8 @@ from streams.lab.reliability.report import reliability_command
 from streams.lab.stack import StackError
 from streams.settings import Settings
 
-EXPECTED = (DatasetError, BrokerError, DeliveryError, StackError, TimeoutError, KafkaException, OSError, LookupError)
+EXPECTED = (DatasetError, BrokerError, DeliveryError, StackError, TimeoutError, KafkaException, OSError, LookupError,
+            VariantsError, ReportError)
 
 
 def _settings() -> Settings:
@@ -243,6 +246,7 @@ cli.add_command(bench_command)
 cli.add_command(bench_profile)
 cli.add_command(evaluate_command)
 cli.add_command(reliability_command)
+cli.add_command(experiments_command)
 
 
 def main() -> None:

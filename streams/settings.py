@@ -5,16 +5,19 @@ Every field is documented in the configuration table of docs/operations.md (a te
 
 from __future__ import annotations
 
+import json
 import socket
 
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.params import CoreParams
+from models.variants import Experiment, VariantsError
 from schemas.decode import MIN_TS_MS, Limits
 
 
@@ -93,6 +96,11 @@ class Settings(BaseSettings):
         False, description="Also never recommend the user's 50 newest items of any kind (clicked, viewed): for "
         "catalogs consumed once, like films or articles; off, viewed items may be shown again"
     )
+    variants: Path | None = Field(
+        None, description="Experiment variants file (YAML or JSON): a salt and variants, each with a name, a traffic "
+        "share and CoreParams overrides; every user stays in one variant (docs/experiments.md). Unset: everyone in "
+        "`default`"
+    )
 
     # Observability
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to")
@@ -119,6 +127,11 @@ class Settings(BaseSettings):
             excluded_items=self.excluded_items,
             exclude_recent=self.exclude_recent,
         )
+
+    @cached_property
+    def experiment(self) -> Experiment:
+        """The variants of RECSTREAM_VARIANTS on top of `core`; everyone in `default` without it."""
+        return load_experiment(self.variants, self.core)
 
     def rocksdb_memory_mb(self, partitions: int) -> int:
         """The RocksDB memory ceiling of a worker owning `partitions` partitions: one users database per
@@ -160,3 +173,23 @@ class Settings(BaseSettings):
         if self.kafka_ssl_cafile:
             conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         return conf
+
+
+def load_experiment(path: Path | None, base: CoreParams) -> Experiment:
+    """The experiment in `path` on top of `base`; everyone in `default` when `path` is None."""
+    if path is None:
+        return Experiment.single(base)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise VariantsError(f"cannot read the variants file {path}: {exc.strerror or exc}") from None
+    try:
+        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VariantsError(f"the variants file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                            f"{first}") from None
+    try:
+        return Experiment.from_spec(spec, base)
+    except VariantsError as exc:
+        raise VariantsError(f"{path}: {exc}") from None

@@ -97,8 +97,11 @@ def evaluate(
         model.learn(event, history)
         out.seconds += time.perf_counter() - start
         out.events += 1
-    return Report(model.name, k, _metrics(out, k, catalog_size), np.array(out.ranks, dtype=np.int32),
-                  key=getattr(model, "key", ""))
+    metrics = _metrics(out, k, catalog_size)
+    extra = getattr(model, "extra_metrics", None)  # what a model measures of itself (recstream: online hits)
+    if extra is not None:
+        metrics.update(extra())
+    return Report(model.name, k, metrics, np.array(out.ranks, dtype=np.int32), key=getattr(model, "key", ""))
 
 
 def tied_seconds(events: Iterable[Event]) -> set[tuple[str, int]]:

@@ -34,11 +34,13 @@ from models.evaluation.baselines import (
     SessionKNN,
 )
 from models.evaluation.prequential import Model, Report, evaluate, summary
-from models.evaluation.recstream_model import RecstreamModel
+from models.evaluation.recstream_model import ONLINE_KS, RecstreamModel
 from models.evaluation.retrained import ALSConfig, RetrainedALS, RetrainedSASRec, SASRecConfig
 from models.index import ItemIndex
 from models.params import CoreParams
+from models.variants import Experiment
 from schemas.records import Event, Item
+from streams.settings import load_experiment
 from streams.lab import sources
 from streams.lab.markdown_sections import write_section
 from streams.settings import Settings
@@ -125,12 +127,13 @@ BASELINE_KEYS = ("sasrec_retrained", "cooccurrence", "session_knn", "als_retrain
 def models_for(
     index: ItemIndex, encoder: CachedEncoder, params: CoreParams, baselines: Sequence[str], events: int,
     published: CoreParams | None = None, configs: dict[str, dict[str, Any]] | None = None,
+    experiment: Experiment | None = None,
 ) -> list[Model]:
     """recstream under the protocol, optionally as the worker publishes it (`published`: the worker's
-    parameters), then the chosen baselines."""
+    parameters; `experiment`: its variants), then the chosen baselines."""
     models: list[Model] = [RecstreamModel(index, encoder, params)]
     if published is not None:
-        models.append(RecstreamModel(index, encoder, published, published=True))
+        models.append(RecstreamModel(index, encoder, published, published=True, experiment=experiment))
     if not baselines:
         return models
     configs = configs or {}
@@ -252,6 +255,18 @@ def markdown(result: dict[str, Any], reports: Sequence[Report], k: int, command:
     return "\n".join(lines)
 
 
+def online_lines(result: dict[str, Any]) -> list[str]:
+    """Each variant's online hit rates as recstream publishes (the workers' live measure, in-process)."""
+    published = result.get("recstream_published") or {}
+    variants = sorted(key.split(":", 1)[1] for key in published if key.startswith("online_events:"))
+    lines = []
+    for variant in variants:
+        rates = ", ".join(f"hit@{k} {published[f'online_hit@{k}:{variant}']:.4f}" for k in ONLINE_KS)
+        lines.append(f"online, variant {variant}: {rates} over {int(published[f'online_events:{variant}']):,} "
+                     "judged events")
+    return lines
+
+
 def section_name(fraction: float | None, limit: int | None, tie_order: str, through_kafka: bool,
                  overrides: Sequence[str]) -> str:
     """The Markdown section a run writes: one per kind of run, so a tuning run never replaces the main table."""
@@ -318,6 +333,9 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
               help="Also replay through a real broker and worker and score the lists it published against "
               "recstream as published.")
 @click.option("--tolerance", default=0.02, show_default=True, help="Allowed |hit@k| difference for --through-kafka.")
+@click.option("--variants", "variants_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Experiment variants for recstream as published (default: RECSTREAM_VARIANTS); prints each "
+              "variant's online hit rates, the measure `recstream experiments report` reads from live workers.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None,
               help="Paste the command line and the table into this Markdown file (a section per kind of run).")
 @click.option("--jobs", default=min(2, os.cpu_count() or 1), show_default=True,
@@ -327,7 +345,7 @@ def evaluate_command(
     movielens: Path | None, k: int, json_out: Path | None, plot_out: Path | None, window: int, limit: int | None,
     fraction: float | None, overrides: tuple[str, ...], baseline_keys: str | None, no_baselines: bool, published: bool,
     through_kafka: bool,
-    tolerance: float, jobs: int, write_to: Path | None, tie_order: str, seed: int,
+    tolerance: float, variants_file: Path | None, jobs: int, write_to: Path | None, tie_order: str, seed: int,
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
@@ -351,8 +369,9 @@ def evaluate_command(
     index, encoder = build_index(items, settings)
     # As published: the worker's parameters (RECSTREAM_* settings), with the same --set overrides.
     as_worker = dataclasses.replace(settings.core, **core_overrides) if published else None
+    experiment = load_experiment(variants_file or settings.variants, as_worker) if as_worker else None
     try:
-        models = models_for(index, encoder, params, baselines, len(events), as_worker, configs)
+        models = models_for(index, encoder, params, baselines, len(events), as_worker, configs, experiment)
     except ValueError as exc:  # a catalog too large for a dense baseline
         raise click.ClickException(f"{exc}; or pass --no-baselines") from exc
     reports = run_models(models, events, index, k, jobs)
@@ -373,6 +392,8 @@ def evaluate_command(
     click.echo(table(reports, k))
     for line in ratio_lines(result, k):
         click.echo(line.replace("**", "").rstrip())
+    for line in online_lines(result):
+        click.echo(line)
     if through_kafka:
         click.echo(f"through Kafka: {json.dumps(result['through_kafka'])}")
     if json_out:

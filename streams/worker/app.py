@@ -117,7 +117,7 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
     app.add_dependency(LoopLagMonitor(loop=app.loop, beacon=app.beacon))
     # Every series the dashboard plots exists from the first scrape, at 0.
     metrics.start_at_zero(partitions, {settings.topic_events: EVENT_REASONS, settings.topic_items: ITEM_REASONS,
-                                       changelog_topic(settings): (STATE_UNREADABLE,)})
+                                       changelog_topic(settings): (STATE_UNREADABLE,)}, settings.experiment.names)
     for partition in range(partitions):
         metrics.CONSUMER_LAG.labels(settings.topic_events, str(partition)).set(0)
 
@@ -139,7 +139,7 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
         if processor is None:
             assert catalog.catalog is not None
             processor = EventsProcessor(
-                recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis),
+                recommender=Recommender(catalog.index, catalog.catalog.encoder, settings.core, covis, settings.experiment),
                 models=models,
                 users=BatchedTable(users, output, changelog_topic(settings)),
                 recommendations_topic=settings.topic_recommendations,
@@ -211,7 +211,7 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
 
     if settings.http_port > 0:
         token = settings.http_token.get_secret_value() if settings.http_token else None
-        add_read_api(app, lists, users, is_ready, settings.worker_id, token)
+        add_read_api(app, lists, users, is_ready, settings.worker_id, token, settings.experiment)
 
     @app.timer(1.0)
     async def report_lag() -> None:

@@ -142,6 +142,7 @@ class EventsProcessor:
             for kind, n in by_type.items():  # one labelled increment per type, not per event
                 metrics.EVENTS_IN.labels(kind).inc(n)
             await self._stage(self.users.stage(), lists, produced_at)
+            metrics.count_online(result.online)
             metrics.EVENTS_DUPLICATE.inc(len(result.duplicates))
             metrics.EVENTS_UNKNOWN_ITEM.inc(result.unknown_items)
         for fe in batch:
@@ -220,7 +221,8 @@ class EventsProcessor:
         return Computed(
             result=result,
             states={user_id: encode_state(state) for user_id, state in result.states.items()},
-            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version)
+            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version,
+                                                 result.variants[user_id])
                    for user_id, items in result.recommendations.items()},
             quarantined=quarantined,
             failures=failures,

@@ -20,6 +20,8 @@ from faust.types import AppT, TableT
 from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
+from models.params import CoreParams
+from models.variants import Experiment
 from schemas.records import json_schema
 from streams.worker.list_cache import ListCache, Lookup
 
@@ -38,10 +40,23 @@ def authorised(headers: Mapping[str, str], token: str | None) -> bool:
 
 
 def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str,
-                 token: str | None = None) -> None:
+                 token: str | None = None, experiment: Experiment | None = None) -> None:
     """`routing_table`: any table partitioned like the events topic; Faust's router finds a key's
-    owner by a table's name. With a `token`, lists are served only to requests that bear it (the
-    reasons say what a user bought); health, readiness and the OpenAPI description stay open."""
+    owner by a table's name. With a `token`, lists and variants are served only to requests that bear
+    it (the reasons say what a user bought); health, readiness and the OpenAPI description stay open."""
+    experiment = experiment or Experiment.single(CoreParams())
+
+    @app.page("/users/{user_id}/variant")
+    async def variant(view: View, request: Request, user_id: str) -> Response:
+        """The user's experiment variant. Every worker gives the same answer without asking another:
+        it is a hash of the experiment's salt and the user id (models/variants.py)."""
+        if not authorised(request.headers, token):
+            return view.error(401, "missing or wrong bearer token: send the header 'Authorization: Bearer TOKEN' "
+                                   "with the token the workers were given (RECSTREAM_HTTP_TOKEN)")
+        chosen = experiment.variant_of(user_id)
+        return view.json({"user_id": user_id, "variant": chosen.name, "overrides": dict(chosen.overrides)},
+                         headers={SERVED_BY: worker_id})
+
     @app.page("/recommendations/{user_id}")
     async def recommendations(view: View, request: Request, user_id: str) -> Response:
         """The user's latest published list, with reasons (404 until they have one)."""
@@ -144,6 +159,19 @@ def openapi_document() -> dict[str, Any]:
                     "404": answer("The user has no list (no applied events, or erased)", {"$ref": "#/components/schemas/Error"}),
                     "502": answer("The worker owning the user's partition did not answer", {"$ref": "#/components/schemas/Error"}),
                     "503": answer("Not ready, rebalancing, or the partition just taken over: retry", {"$ref": "#/components/schemas/Error"}),
+                },
+            }},
+            "/users/{user_id}/variant": {"get": {
+                "summary": "The user's experiment variant (the same on every worker)",
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "security": [{}, {"bearer": []}],
+                "responses": {
+                    "200": answer("The variant and the CoreParams it overrides", {
+                        "type": "object", "required": ["user_id", "variant", "overrides"],
+                        "properties": {"user_id": {"type": "string"}, "variant": {"type": "string"},
+                                       "overrides": {"type": "object"}}}),
+                    "401": answer("The workers require a bearer token (RECSTREAM_HTTP_TOKEN) and this request lacks it",
+                                  {"$ref": "#/components/schemas/Error"}),
                 },
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": answer("Up", status)}}},

@@ -37,6 +37,7 @@ def run_worker(settings: Settings) -> None:
     from streams.worker.app import build_app
 
     logs.configure(settings.log_level)
+    settings.experiment  # a bad variants file stops the worker here, with one line, before it joins the group
     admin = wait_for_kafka(settings)
     ensure_topics(admin, topic_specs(settings))
     partitions = events_partition_count(admin, settings)

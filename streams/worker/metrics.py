@@ -72,9 +72,37 @@ LOOP_LAG = Histogram(
     "How late the worker's event loop ran a timer due every 0.1 s: how long something held the loop",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+# The online hit measure (EVALUATION.md's prequential hit@k, on live traffic): every applied click,
+# browse or purchase of a user who had a list is checked against that list before it is applied.
+ONLINE_KS = (1, 5, 10, 20)
+ONLINE_EVENTS = Counter(
+    "recstream_online_events_total",
+    "Clicks, views and purchases by users who had a published list, judged against it before being applied",
+    ["variant"],
+)
+ONLINE_HITS = Counter(
+    "recstream_online_hits_total", "Judged events whose item was in the top k of the user's list", ["variant", "k"]
+)
 
 
-def start_at_zero(events_partitions: int, dead_letter_sources: Mapping[str, Iterable[str]]) -> None:
+def count_online(judged: Iterable[tuple[str, int]]) -> None:
+    """Add a batch's judged events: (variant, 1-based rank in the list shown, 0 = not in it)."""
+    events: dict[str, int] = {}
+    hits: dict[tuple[str, int], int] = {}
+    for variant, rank in judged:
+        events[variant] = events.get(variant, 0) + 1
+        for k in ONLINE_KS:
+            if 0 < rank <= k:
+                hits[variant, k] = hits.get((variant, k), 0) + 1
+    for variant, n in events.items():  # one labelled increment per series, not per event
+        ONLINE_EVENTS.labels(variant).inc(n)
+    for (variant, k), n in hits.items():
+        ONLINE_HITS.labels(variant, str(k)).inc(n)
+
+
+def start_at_zero(
+    events_partitions: int, dead_letter_sources: Mapping[str, Iterable[str]], variants: Iterable[str] = ("default",)
+) -> None:
     """Create every labelled series the dashboard plots, at 0, before anything happens.
 
     A labelled series exists only once it is first set: on a healthy worker the dead-letter panel
@@ -90,6 +118,10 @@ def start_at_zero(events_partitions: int, dead_letter_sources: Mapping[str, Iter
         ITEMS_INGESTED.labels(op)
     for partition in range(events_partitions):
         PARTITION_OWNED.labels(str(partition)).set(0)
+    for variant in variants:
+        ONLINE_EVENTS.labels(variant)
+        for k in ONLINE_KS:
+            ONLINE_HITS.labels(variant, str(k))
 
 
 def serve(host: str, port: int) -> None:

@@ -32,7 +32,9 @@ class DeadLetters:
         metrics.DEAD_LETTERED.labels(topic, error.reason).inc()
 
 
-def recommendation_value(user_id: str, items: list[Scored], trigger_event_id: str, model_version: str) -> bytes:
+def recommendation_value(
+    user_id: str, items: list[Scored], trigger_event_id: str, model_version: str, variant: str
+) -> bytes:
     """The published list, shaped by schemas/recommendation.schema.json."""
     doc: dict[str, Any] = {
         "user_id": user_id,
@@ -40,5 +42,6 @@ def recommendation_value(user_id: str, items: list[Scored], trigger_event_id: st
         "trigger_event_id": trigger_event_id,
         "generated_at": int(time.time() * 1000),
         "model_version": model_version,
+        "variant": variant,
     }
     return orjson.dumps(doc)

@@ -87,14 +87,18 @@ def test_unknown_users_and_health_answer_in_json(two_workers) -> None:
         assert status == 200 and body["status"] == "ready"
         doc = get(worker, "/openapi.json")[2]
         assert doc["openapi"].startswith("3.") and "/recommendations/{user_id}" in doc["paths"]
+        assert "/users/{user_id}/variant" in doc["paths"]
 
 
 def test_lists_need_the_token_and_health_does_not(two_workers) -> None:
     first, second, _ = two_workers
     for worker in (first, second):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
-            status, _, body = get(worker, "/recommendations/api-user-0", headers)
-            assert status == 401 and "bearer token" in body["error"], (headers, body)
+            for path in ("/recommendations/api-user-0", "/users/api-user-0/variant"):
+                status, _, body = get(worker, path, headers)
+                assert status == 401 and "bearer token" in body["error"], (headers, path, body)
+        status, _, body = get(worker, "/users/api-user-0/variant", BEARER)
+        assert status == 200 and body == {"user_id": "api-user-0", "variant": "default", "overrides": {}}
         for path in ("/healthz", "/readyz", "/openapi.json"):
             assert get(worker, path, {})[0] == 200, path
 

@@ -376,3 +376,70 @@ def test_a_deleted_popular_item_stops_setting_the_popularity_scale() -> None:
     assert "i0" not in {s.item_id for s in cold}
     # The most popular item left sets the scale: its popularity term is the whole weight, not a fraction.
     assert cold[0].score == pytest.approx(rec.params.w_popularity, rel=1e-6)
+
+
+# -- experiment variants and the online hit measure ---------------------------------------------------
+
+
+def test_the_stored_state_remembers_the_list_it_was_shown() -> None:
+    rec, _ = _recommender()
+    out = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1)])
+    assert out.states["u"].shown == tuple(s.item_id for s in out.recommendations["u"]) and out.states["u"].shown
+    assert out.online == [], "a user's first event has no list to be judged against"
+    assert out.variants == {"u": "default"}
+
+
+def test_each_judged_event_is_scored_against_the_list_shown_before_the_batch() -> None:
+    rec, _ = _recommender(top_k=4)
+    first = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1)])
+    shown = first.states["u"].shown
+    missing = next(f"i{n}" for n in range(12) if f"i{n}" not in shown and f"i{n}" != "i0")
+    batch = [Positioned(_ev("e2", "u", EventType.CLICK, shown[2]), 2),
+             Positioned(_ev("e3", "u", EventType.DISLIKE, shown[0]), 3),  # not a success: not judged
+             Positioned(_ev("e4", "u", EventType.PURCHASE, missing), 4),
+             Positioned(_ev("e5", "u", EventType.SEARCH, query="space"), 5)]
+    out = rec.step(first.states, batch)
+    # Both judged events meet the list shown before the batch: coalesced lists were never published.
+    assert out.online == [("default", 3), ("default", 0)]
+
+
+def test_variants_rank_with_their_own_params_and_stamp_their_name() -> None:
+    from models.variants import Experiment
+
+    base = CoreParams(top_k=4)
+    experiment = Experiment.from_spec({"salt": "s", "variants": [
+        {"name": "default", "share": 0.5}, {"name": "long", "share": 0.5, "params": {"top_k": 7}}]}, base)
+    idx = ItemIndex(DIM, capacity=4)
+    for n, v in enumerate(VECS):
+        idx.upsert(f"i{n}", f"Title {n}", [], f"h{n}", v)
+    rec = Recommender(idx, HashEncoder(), base, experiment=experiment)
+    users = [f"user-{n}" for n in range(40)]
+    out = rec.step({}, [Positioned(_ev(f"e{n}", u, EventType.CLICK, "i1"), n) for n, u in enumerate(users)])
+    for user in users:
+        name = experiment.variant_of(user).name
+        assert out.variants[user] == name
+        assert len(out.recommendations[user]) == (7 if name == "long" else 4)
+    assert {out.variants[u] for u in users} == {"default", "long"}
+
+
+@pytest.mark.parametrize("history", [["i0"], ["i0", "i1", "i2"]])
+def test_a_popularity_only_variant_lists_what_is_popular_with_that_reason(history: list[str]) -> None:
+    """w_covis, w_content, w_fresh and w_content_led at 0: the blend is popularity alone, for users with
+    co-visitation evidence and for content-led ones alike."""
+    from models.covisitation import CoVisit
+
+    popular_only = CoreParams(top_k=3, w_covis=0.0, w_content=0.0, w_fresh=0.0, w_content_led=0.0)
+    idx = ItemIndex(DIM, capacity=4)
+    for n, v in enumerate(VECS):
+        idx.upsert(f"i{n}", f"Title {n}", [], f"h{n}", v)
+    store = CoVisitation(popular_only)
+    for item, times in (("i7", 9), ("i5", 7), ("i9", 5), ("i4", 3)):
+        for t in range(times):
+            store.apply(CoVisit(item, 1000 + t, ()))
+    store.apply(CoVisit("i1", 2000, (("i0", 1.0),)))  # co-visitation evidence a hybrid would follow
+    store.apply(CoVisit("i2", 2001, (("i1", 1.0),)))
+    rec = Recommender(idx, HashEncoder(), popular_only, covis=store)
+    batch = [Positioned(_ev(f"e{n}", "u", EventType.CLICK, item, ts=3000 + n), n) for n, item in enumerate(history)]
+    listed = rec.step({}, batch).recommendations["u"]
+    assert [s.item_id for s in listed] == ["i7", "i5", "i9"]
+    assert {s.reason for s in listed} == {POPULAR_REASON}

@@ -264,3 +264,11 @@ def test_digest_and_rekeyed_origins_round_trip_and_old_rows_default_them() -> No
     old = MAGIC + struct.pack(">I", len(head)) + head + data[start + n :]
     plain = decode_state(old)
     assert plain.applied_digest == 0 and plain.rekeyed == () and plain.events_applied == 2
+
+
+def test_the_shown_list_round_trips_and_old_rows_have_none() -> None:
+    s = UserState(long=np.array([0.5, -0.25], np.float32), short=np.array([0.125, 1.0], np.float32),
+                  events_applied=1, shown=("b", "a", "c"))
+    assert decode_state(encode_state(s)).shown == ("b", "a", "c")
+    bare = encode_state(UserState(long=s.long, short=s.short, events_applied=1))
+    assert b"shown" not in bare and decode_state(bare).shown == ()
