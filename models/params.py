@@ -16,6 +16,9 @@ DAY_S = 86_400.0
 @dataclass(frozen=True)
 class CoreParams:
     top_k: int = 20
+    # Candidates kept beyond top_k (each with its reason) for request filters to fall back on; the list a
+    # user is shown, and subscribers receive as `items`, is still the top_k. 0: none kept.
+    stored_k: int = 0
     # How much each event type moves the interest vectors; dislike pushes away.
     w_purchase: float = 1.0
     w_click: float = 0.5
@@ -61,6 +64,15 @@ class CoreParams:
     # similarity gets this extra weight, so new items reach lists before anyone clicks them.
     w_fresh: float = 0.3
     content_candidates: int = 50
+    # Diversity: 0 ranks by score alone; above it, the list is re-ranked by maximal marginal relevance,
+    # trading (1 - diversity_lambda) x score against diversity_lambda x the similarity to items already
+    # chosen (EVALUATION.md has hit@10 against intra-list diversity for a sweep).
+    diversity_lambda: float = 0.0
+
+    @property
+    def list_length(self) -> int:
+        """How many items ranking keeps per user: the top_k shown, and the stored candidates behind them."""
+        return max(self.top_k, self.stored_k)
 
     def weight(self, event_type: EventType) -> float:
         return {

@@ -137,12 +137,12 @@ class Recommender:
             by_variant.setdefault(variant_of[user].name, []).append(user)
         for name, users in by_variant.items():
             extra = [exclude.get(u, ()) for u in users] if exclude else None
-            lists = recommend_many([out.states[u] for u in users], self.index, self.experiment.params_of(name),
-                                   self.covis, extra)
+            params = self.experiment.params_of(name)
+            lists = recommend_many([out.states[u] for u in users], self.index, params, self.covis, extra)
             for user, scored in zip(users, lists):
                 out.recommendations[user] = scored
                 out.variants[user] = name
-                out.states[user] = replace(out.states[user], shown=tuple(s.item_id for s in scored))
+                out.states[user] = replace(out.states[user], shown=tuple(s.item_id for s in scored[: params.top_k]))
         return out
 
     def _in_catalog(self, visit: CoVisit | None) -> CoVisit | None:

@@ -45,6 +45,8 @@ EXACT_CONTENT_MIN_USERS = 8
 EXACT_CONTENT_USERS_PER_CALL = 32
 # Cells of one chunk's dense (users x candidates) matrices: at most ~8 MB each in float64.
 CHUNK_CELLS = 1 << 20
+# With diversity on, the re-rank chooses top_k from this many times top_k best-scored candidates.
+DIVERSITY_POOL = 3
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,40 @@ def _rank_chunk(b: _Batch, users: range, index: ItemIndex, params: CoreParams, c
     blend = _blend(b, users, index, params)
     # Ties go to the item co-visitation met first, then to the older catalog item: deterministic.
     known = b.covis_of[blend.columns]
-    picked = _top_k(blend.total, np.where(known >= 0, known, len(covis) + blend.columns), params.top_k)
+    tie = np.where(known >= 0, known, len(covis) + blend.columns)
+    if params.diversity_lambda > 0:
+        pool = _top_k(blend.total, tie, params.list_length * DIVERSITY_POOL)
+        picked = [_most_marginal(blend.total[r], blend.columns, cols, index, params.diversity_lambda, params.list_length)
+                  for r, cols in enumerate(pool)]
+    else:
+        picked = _top_k(blend.total, tie, params.list_length)
     return _lists(b, users, blend, picked, index)
+
+
+def _most_marginal(
+    scores: np.ndarray, labels: np.ndarray, pool: np.ndarray, index: ItemIndex, lam: float, k: int
+) -> np.ndarray:
+    """Maximal marginal relevance: from `pool` (columns, best score first) pick k, each time the one
+    with the best (1 - lam) x score (scaled to [0, 1] over the pool) - lam x its highest cosine
+    similarity to the items picked so far. The best-scored item always leads."""
+    if len(pool) <= 1:
+        return pool[:k]
+    rel = scores[pool]
+    span = rel[0] - rel[-1]
+    rel = (rel - rel[-1]) / span if span > 0 else np.ones(len(pool))
+    vecs = index.unit_vectors[labels[pool]]
+    sims = vecs @ vecs.T
+    chosen = [0]
+    closest = sims[0].copy()
+    free = np.ones(len(pool), dtype=bool)
+    free[0] = False
+    for _ in range(1, min(k, len(pool))):
+        gain = np.where(free, (1.0 - lam) * rel - lam * closest, -np.inf)
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        free[j] = False
+        np.maximum(closest, sims[j], out=closest)
+    return pool[np.array(chosen)]
 
 
 def _blend(b: _Batch, users: range, index: ItemIndex, params: CoreParams) -> _Blend:

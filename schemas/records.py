@@ -108,6 +108,10 @@ class Recommendation(BaseModel):
     model_version: str
     # The user's experiment variant; lists published before variants existed lack it.
     variant: str = "default"
+    # Candidates behind `items` for the read API's request filters (RECSTREAM_STORED_K); empty when none are kept.
+    more: list[RecommendedItem] = Field(default_factory=list)
+    # Only in read-API answers to request filters: fewer than the k asked for passed them.
+    truncated: bool = False
 
 
 @cache

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         100, ge=0, description="Purchased or disliked items kept per user and never recommended again; beyond it the "
         "oldest may be recommended again (bounds each user's state)"
     )
+    stored_k: int = Field(
+        50, ge=0, le=500, description="Items each user's list keeps (with reasons) for the read API's request filters; "
+        "subscribers still receive the top RECSTREAM_TOP_K as `items`, the rest comes as `more`. Below TOP_K: none kept"
+    )
     exclude_recent: bool = Field(
         False, description="Also never recommend the user's 50 newest items of any kind (clicked, viewed): for "
         "catalogs consumed once, like films or articles; off, viewed items may be shown again"
@@ -126,6 +130,7 @@ class Settings(BaseSettings):
             long_half_life_s=self.long_half_life_days * 86_400.0,
             excluded_items=self.excluded_items,
             exclude_recent=self.exclude_recent,
+            stored_k=self.stored_k,
         )
 
     @cached_property

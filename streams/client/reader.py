@@ -10,9 +10,10 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 
-from schemas.records import Recommendation
+from schemas.records import Recommendation, RecommendedItem
 
 DEFAULT_URL = "http://127.0.0.1:6066"
 
@@ -26,16 +27,28 @@ class ReadFailed(RuntimeError):
 
 
 class RecstreamReader:
-    """`RecstreamReader("http://worker:6066", token=...)`: `recommendations(user)`, `variant(user)`."""
+    """`RecstreamReader("http://worker:6066", token=...)`: `recommendations(user)`, `variant(user)`,
+    `similar(item, k)`."""
 
     def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
-    def recommendations(self, user_id: str) -> Recommendation | None:
-        """The list last published for the user; None when they have none (no events yet, or erased)."""
-        doc = self._get(f"/recommendations/{urllib.parse.quote(user_id, safe='')}", missing_ok=True)
+    def recommendations(
+        self, user_id: str, *, k: int | None = None, exclude: Iterable[str] = (), category: Iterable[str] = (),
+        exclude_category: Iterable[str] = (),
+    ) -> Recommendation | None:
+        """The list last published for the user; None when they have none (no events yet, or erased).
+
+        Filters (any of them): `k` items, none of the `exclude` ids, only items in one of `category`,
+        none in `exclude_category`; `truncated` on the answer says fewer than k passed."""
+        query = {name: ",".join(values) for name, values in (("exclude", exclude), ("category", category),
+                                                            ("exclude_category", exclude_category)) if values}
+        if k is not None:
+            query["k"] = str(int(k))
+        path = f"/recommendations/{urllib.parse.quote(user_id, safe='')}"
+        doc = self._get(path + (f"?{urllib.parse.urlencode(query)}" if query else ""), missing_ok=True)
         return None if doc is None else Recommendation.model_validate(doc)
 
     def variant(self, user_id: str) -> str:
@@ -43,6 +56,11 @@ class RecstreamReader:
         doc = self._get(f"/users/{urllib.parse.quote(user_id, safe='')}/variant")
         assert doc is not None
         return str(doc["variant"])
+
+    def similar(self, item_id: str, k: int = 10) -> list[RecommendedItem] | None:
+        """The `k` items most similar to `item_id`, each with its reason; None when the catalog lacks it."""
+        doc = self._get(f"/items/{urllib.parse.quote(item_id, safe='')}/similar?k={int(k)}", missing_ok=True)
+        return None if doc is None else [RecommendedItem.model_validate(i) for i in doc["items"]]
 
     def _get(self, path: str, missing_ok: bool = False) -> dict[str, Any] | None:
         request = urllib.request.Request(self.url + path)

@@ -11,6 +11,7 @@ import click
 
 from schemas.records import Event, EventType, Item
 from streams.client.display import format_list
+from streams.client.reader import RecstreamReader
 from streams.kafka.producing import Publisher, make_producer, publish_events, publish_items
 from streams.kafka.watching import RecommendationWatcher
 from streams.lab.sources import Source
@@ -90,6 +91,12 @@ def run_demo(settings: Settings, source: Source, limit: int, keep_running: bool 
             served = json.loads(resp.read())
         same = "the list just published" if served == seen.value else "AN OLDER LIST"
         _say(f"6. read API: GET {api} -> {len(served['items'])} items, {same} (from the worker's list cache)")
+        reader = RecstreamReader(f"http://127.0.0.1:{worker.http_port}")
+        _say(f"   GET /users/{user}/variant -> {reader.variant(user)!r} (RECSTREAM_VARIANTS: docs/experiments.md)")
+        similar = reader.similar(picks[0].item_id, k=5) or []
+        _say(f"   GET /items/{picks[0].item_id}/similar?k=5 ({picks[0].title}):")
+        for item in similar:
+            click.echo(f"     {titles.get(item.item_id, item.item_id)} — {item.reason}")
         url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
         _say(f"7. Prometheus metrics: {url}   (`recstream recs USER_ID` reads any user's list from the topic)")
         if keep_running:

@@ -151,6 +151,50 @@ def models_for(
     return models + [build[key]() for key in BASELINE_KEYS if key in baselines]
 
 
+def parse_sweep(raw: str) -> tuple[str, list[dict[str, Any]]]:
+    """`NAME=V1,V2,...` into the parameter's name and one override per value."""
+    name, sep, values = raw.partition("=")
+    parts = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or len(parts) < 2:
+        raise click.BadParameter(f"{raw!r}: expected NAME=V1,V2[,...] (two values at least)", param_hint="--sweep")
+    return name, [parse_overrides([f"{name}={v}"]) for v in parts]
+
+
+def sweep_models(index: ItemIndex, encoder: CachedEncoder, params: CoreParams, name: str,
+                 overrides: Sequence[dict[str, Any]]) -> list[Model]:
+    """recstream under the protocol once per value of one parameter."""
+    models: list[Model] = []
+    for values in overrides:
+        model = RecstreamModel(index, encoder, dataclasses.replace(params, **values))
+        model.name = f"recstream ({name}={values[name]})"
+        model.key = f"recstream[{name}={values[name]}]"
+        models.append(model)
+    return models
+
+
+def sweep_plot(reports: Sequence[Report], k: int, name: str, path: Path) -> None:
+    """hit@k against intra-list diversity, one point per value of the swept parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r.metrics["intra_list_diversity"] for r in reports]
+    ys = [r.metrics[f"hit@{k}"] for r in reports]
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    ax.plot(xs, ys, marker="o")
+    for r, x, y in zip(reports, xs, ys):
+        ax.annotate(r.name.split("(", 1)[1].rstrip(")"), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("intra-list diversity (1 - mean pairwise cosine of the list's items)")
+    ax.set_ylabel(f"hit@{k}")
+    ax.set_title(f"recstream: accuracy against diversity, sweeping {name}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def parse_baselines(raw: str | None, none: bool) -> list[str]:
     """`--baselines KEY,KEY` (default: all of them), or none with `--no-baselines`."""
     if none:
@@ -333,6 +377,9 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
               help="Also replay through a real broker and worker and score the lists it published against "
               "recstream as published.")
 @click.option("--tolerance", default=0.02, show_default=True, help="Allowed |hit@k| difference for --through-kafka.")
+@click.option("--sweep", default=None, metavar="NAME=V1,V2,...",
+              help="Evaluate recstream (protocol only, no baselines) once per value of one core parameter; "
+              "--plot then draws hit@k against intra-list diversity.")
 @click.option("--variants", "variants_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Experiment variants for recstream as published (default: RECSTREAM_VARIANTS); prints each "
               "variant's online hit rates, the measure `recstream experiments report` reads from live workers.")
@@ -345,10 +392,13 @@ def evaluate_command(
     movielens: Path | None, k: int, json_out: Path | None, plot_out: Path | None, window: int, limit: int | None,
     fraction: float | None, overrides: tuple[str, ...], baseline_keys: str | None, no_baselines: bool, published: bool,
     through_kafka: bool,
-    tolerance: float, variants_file: Path | None, jobs: int, write_to: Path | None, tie_order: str, seed: int,
+    tolerance: float, sweep: str | None, variants_file: Path | None, jobs: int, write_to: Path | None, tie_order: str,
+    seed: int,
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
+    if sweep is not None and through_kafka:
+        raise click.UsageError("--sweep evaluates in-process only: drop --through-kafka")
     if through_kafka and not published:
         raise click.UsageError("--through-kafka compares with recstream as published: drop --no-published")
     source = sources.resolve(movielens, settings.movielens)
@@ -367,6 +417,11 @@ def evaluate_command(
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
     index, encoder = build_index(items, settings)
+    if sweep is not None:
+        run_sweep(sweep, index, encoder, params, events, k, jobs, json_out, plot_out, write_to,
+                  {"dataset": str(source.movielens), "events": len(events), "items": len(index),
+                   "tie_order": tie_order, "seed": seed}, fraction, limit, tie_order, overrides)
+        return
     # As published: the worker's parameters (RECSTREAM_* settings), with the same --set overrides.
     as_worker = dataclasses.replace(settings.core, **core_overrides) if published else None
     experiment = load_experiment(variants_file or settings.variants, as_worker) if as_worker else None
@@ -412,3 +467,28 @@ def evaluate_command(
         raise click.ClickException(
             f"through Kafka hit@{k} differs from in-process by more than {tolerance}: {result['through_kafka']}"
         )
+
+
+def run_sweep(sweep: str, index: ItemIndex, encoder: CachedEncoder, params: CoreParams, events: Sequence[Event], k: int,
+              jobs: int, json_out: Path | None, plot_out: Path | None, write_to: Path | None, meta: dict[str, Any],
+              fraction: float | None, limit: int | None, tie_order: str, overrides: Sequence[str]) -> None:
+    """`evaluate --sweep NAME=V1,V2`: one recstream run per value, a table, JSON and the trade-off plot."""
+    name, values = parse_sweep(sweep)
+    reports = run_models(sweep_models(index, encoder, params, name, values), events, index, k, jobs)
+    click.echo(table(reports, k))
+    result = {**meta, "k": k, "params": dataclasses.asdict(params), "sweep": name,
+              "runs": {str(v[name]): summary(r) for v, r in zip(values, reports)}}
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"metrics written to {json_out}")
+    if plot_out:
+        sweep_plot(reports, k, name, plot_out)
+        click.echo(f"plot written to {plot_out}")
+    if write_to:
+        section = section_name(fraction, limit, tie_order, False, overrides) + f"-sweep-{name}"
+        body = "\n".join([f"Command: `recstream evaluate {' '.join(sys.argv[2:])}`  ",
+                          f"Data: {meta['dataset']}: {meta['events']:,} events (ties: {tie_order}), "
+                          f"{meta['items']:,} items.", "", table(reports, k)])
+        write_section(write_to, section, body, heading=f"Run: {section}", title="Evaluation")
+        click.echo(f"table written to {write_to} (section {section})")

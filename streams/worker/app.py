@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import faust
 from faust.exceptions import ConsumerNotStarted
@@ -11,6 +12,8 @@ from mode import CrashingSupervisor
 from models.covisitation import CoVisitation
 from models.encoder import Encoder
 from models.pipeline import Recommender
+from models.ranking import Scored
+from models.similar import similar_items
 from schemas.decode import EVENT_REASONS, ITEM_REASONS, STATE_UNREADABLE
 from streams.kafka.topics import (
     DEAD_LETTER_MAX_BYTES,
@@ -209,9 +212,18 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
             freeze_survivors("first ready", collect=False)
             was_ready = True
 
+    async def similar(item_id: str, k: int) -> list[Scored] | None:
+        """In the models thread, where the index and co-visitation are written."""
+        return await models.run(similar_items, item_id, catalog.index, covis, settings.core, k)
+
+    async def categories_of(item_ids: Iterable[str]) -> dict[str, list[str]]:
+        index = catalog.index
+        return await models.run(lambda: {i: list(m.categories) for i in item_ids if (m := index.meta(i)) is not None})
+
     if settings.http_port > 0:
         token = settings.http_token.get_secret_value() if settings.http_token else None
-        add_read_api(app, lists, users, is_ready, settings.worker_id, token, settings.experiment)
+        add_read_api(app, lists, users, is_ready, settings.worker_id, token, settings.experiment, similar,
+                     categories_of, settings.core.list_length)
 
     @app.timer(1.0)
     async def report_lag() -> None:

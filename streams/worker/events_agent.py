@@ -222,7 +222,7 @@ class EventsProcessor:
             result=result,
             states={user_id: encode_state(state) for user_id, state in result.states.items()},
             lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version,
-                                                 result.variants[user_id])
+                                                 result.variants[user_id], len(result.states[user_id].shown))
                    for user_id, items in result.recommendations.items()},
             quarantined=quarantined,
             failures=failures,

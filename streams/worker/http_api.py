@@ -11,7 +11,8 @@ through one load balancer.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -21,14 +22,21 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 
 from models.params import CoreParams
+from models.ranking import Scored
 from models.variants import Experiment
 from schemas.records import json_schema
 from streams.worker.list_cache import ListCache, Lookup
+from streams.worker.request_filters import BadRequest, filtered, parse_request
 
 SERVED_BY = "Recstream-Served-By"
 # Set on a request one worker forwards to another: a worker that would forward it again answers 503.
 FORWARDED_BY = "Recstream-Forwarded-By"
 FORWARD_TIMEOUT_S = 5.0
+# Most similar items one request may ask for.
+MAX_SIMILAR = 100
+
+Similar = Callable[[str, int], Awaitable["list[Scored] | None"]]
+Categories = Callable[[Iterable[str]], Awaitable[Mapping[str, Sequence[str]]]]
 
 
 def authorised(headers: Mapping[str, str], token: str | None) -> bool:
@@ -40,7 +48,8 @@ def authorised(headers: Mapping[str, str], token: str | None) -> bool:
 
 
 def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: Callable[[], bool], worker_id: str,
-                 token: str | None = None, experiment: Experiment | None = None) -> None:
+                 token: str | None = None, experiment: Experiment | None = None, similar: Similar | None = None,
+                 categories_of: Categories | None = None, max_k: int = 20) -> None:
     """`routing_table`: any table partitioned like the events topic; Faust's router finds a key's
     owner by a table's name. With a `token`, lists and variants are served only to requests that bear
     it (the reasons say what a user bought); health, readiness and the OpenAPI description stay open."""
@@ -59,10 +68,15 @@ def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: C
 
     @app.page("/recommendations/{user_id}")
     async def recommendations(view: View, request: Request, user_id: str) -> Response:
-        """The user's latest published list, with reasons (404 until they have one)."""
+        """The user's latest published list, with reasons (404 until they have one); `?k=&exclude=&category=
+        &exclude_category=` filter it (streams/worker/request_filters.py)."""
         if not authorised(request.headers, token):
             return view.error(401, "missing or wrong bearer token: send the header 'Authorization: Bearer TOKEN' "
                                    "with the token the workers were given (RECSTREAM_HTTP_TOKEN)")
+        try:
+            wanted = parse_request(dict(request.query), max_k)
+        except BadRequest as exc:
+            return view.error(400, str(exc))
         if not is_ready():
             return view.error(503, "this worker is still restoring its state or loading the catalog; retry shortly")
         try:
@@ -84,6 +98,14 @@ def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: C
         except WebError as exc:
             return view.error(exc.code, exc.detail)
         found, value = lists.lookup(user_id)
+        if found is Lookup.FOUND and wanted is not None:
+            doc = json.loads(value)
+            known: Mapping[str, Sequence[str]] = {}
+            if wanted.needs_categories:
+                if categories_of is None:
+                    return view.error(503, "this worker does not know item categories yet; retry shortly")
+                known = await categories_of([i["item_id"] for i in [*doc["items"], *doc.get("more", ())]])
+            return view.json(filtered(doc, wanted, lambda ids: known), headers={SERVED_BY: worker_id})
         if found is Lookup.FOUND:
             return view.bytes(value, content_type="application/json", headers={SERVED_BY: worker_id})
         if found is Lookup.ABSENT:
@@ -91,6 +113,25 @@ def add_read_api(app: AppT, lists: ListCache, routing_table: TableT, is_ready: C
                                    "(or were erased)", user_id=user_id)
         return view.error(503, "this worker is still reading the lists of a partition it just took over; "
                                "retry shortly", user_id=user_id)
+
+    @app.page("/items/{item_id}/similar")
+    async def similar_items(view: View, request: Request, item_id: str) -> Response:
+        """Items similar to one item, each with a reason. Any worker answers: every worker holds the whole
+        catalog and all co-visitation."""
+        if not authorised(request.headers, token):
+            return view.error(401, "missing or wrong bearer token: send the header 'Authorization: Bearer TOKEN' "
+                                   "with the token the workers were given (RECSTREAM_HTTP_TOKEN)")
+        raw = request.query.get("k", "10")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_SIMILAR:
+            return view.error(400, f"k must be a whole number from 1 to {MAX_SIMILAR}, got {raw!r}")
+        if similar is None or not is_ready():
+            return view.error(503, "this worker is still restoring its state or loading the catalog; retry shortly")
+        found = await similar(item_id, int(raw))
+        if found is None:
+            return view.error(404, f"no item {item_id!r} in the catalog: never published, or deleted", item_id=item_id)
+        return view.json({"item_id": item_id,
+                          "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in found]},
+                         headers={SERVED_BY: worker_id})
 
     @app.page("/healthz")
     async def healthz(view: View, request: Request) -> Response:
@@ -149,11 +190,24 @@ def openapi_document() -> dict[str, Any]:
                  "description": "Latest recommendation lists, served by any recstream worker."},
         "paths": {
             "/recommendations/{user_id}": {"get": {
-                "summary": "A user's latest list, with the reason for each item",
-                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "summary": "A user's latest list, with the reason for each item; optionally filtered",
+                "parameters": [
+                    {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+                     "description": "Items wanted (at most RECSTREAM_STORED_K or RECSTREAM_TOP_K, the larger)"},
+                    {"name": "exclude", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "Comma-separated item ids never to return"},
+                    {"name": "category", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "Comma-separated categories: only items in one of them (case does not matter)"},
+                    {"name": "exclude_category", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "Comma-separated categories: no item in any of them"},
+                ],
                 "security": [{}, {"bearer": []}],
                 "responses": {
-                    "200": answer("The list last published for the user", {"$ref": "#/components/schemas/Recommendation"}),
+                    "200": answer("The list last published for the user; with filters, its first k items that pass "
+                                  "them (`truncated` when fewer did), without `more`",
+                                  {"$ref": "#/components/schemas/Recommendation"}),
+                    "400": answer("A filter parameter is wrong (the message says which)", {"$ref": "#/components/schemas/Error"}),
                     "401": answer("The workers require a bearer token (RECSTREAM_HTTP_TOKEN) and this request lacks it",
                                   {"$ref": "#/components/schemas/Error"}),
                     "404": answer("The user has no list (no applied events, or erased)", {"$ref": "#/components/schemas/Error"}),
@@ -172,6 +226,24 @@ def openapi_document() -> dict[str, Any]:
                                        "overrides": {"type": "object"}}}),
                     "401": answer("The workers require a bearer token (RECSTREAM_HTTP_TOKEN) and this request lacks it",
                                   {"$ref": "#/components/schemas/Error"}),
+                },
+            }},
+            "/items/{item_id}/similar": {"get": {
+                "summary": "Items similar to an item: what people went on to after it, and what reads like it",
+                "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "k", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIMILAR, "default": 10}}],
+                "security": [{}, {"bearer": []}],
+                "responses": {
+                    "200": answer("The most similar items, best first, each with its reason", {
+                        "type": "object", "required": ["item_id", "items"],
+                        "properties": {"item_id": {"type": "string"},
+                                       "items": recommendation["properties"]["items"]}}),
+                    "400": answer("k is not a whole number from 1 to 100", {"$ref": "#/components/schemas/Error"}),
+                    "401": answer("The workers require a bearer token (RECSTREAM_HTTP_TOKEN) and this request lacks it",
+                                  {"$ref": "#/components/schemas/Error"}),
+                    "404": answer("The catalog does not have the item", {"$ref": "#/components/schemas/Error"}),
+                    "503": answer("Not ready yet: retry", {"$ref": "#/components/schemas/Error"}),
                 },
             }},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": answer("Up", status)}}},

@@ -33,15 +33,19 @@ class DeadLetters:
 
 
 def recommendation_value(
-    user_id: str, items: list[Scored], trigger_event_id: str, model_version: str, variant: str
+    user_id: str, items: list[Scored], trigger_event_id: str, model_version: str, variant: str, shown: int | None = None
 ) -> bytes:
-    """The published list, shaped by schemas/recommendation.schema.json."""
+    """The published list, shaped by schemas/recommendation.schema.json: the first `shown` items (all
+    by default) as `items`, the candidates behind them, for request filters, as `more`."""
+    shown = len(items) if shown is None else shown
     doc: dict[str, Any] = {
         "user_id": user_id,
-        "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in items],
+        "items": [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in items[:shown]],
         "trigger_event_id": trigger_event_id,
         "generated_at": int(time.time() * 1000),
         "model_version": model_version,
         "variant": variant,
     }
+    if len(items) > shown:
+        doc["more"] = [{"item_id": s.item_id, "score": s.score, "reason": s.reason} for s in items[shown:]]
     return orjson.dumps(doc)

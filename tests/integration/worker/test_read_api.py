@@ -112,3 +112,51 @@ def test_a_request_is_forwarded_at_most_once(stack: LocalStack, two_workers) -> 
     assert status == 503 and "forwarded this request here" in body["error"], body
     status, _, body = get(first, f"/recommendations/{user}")
     assert status in (200, 404), f"an ordinary request is forwarded and answered by the owner: {body}"
+
+
+def test_similar_items_answer_from_any_worker_with_reasons(stack: LocalStack, two_workers) -> None:
+    """Runs after the lists test, whose events taught co-visitation: item 0 was clicked before item 1 by a user."""
+    first, second, _ = two_workers
+    catalog = generate_catalog()
+    new_item = catalog[-1].item_id  # nobody clicked it: content neighbours only
+    answers = []
+    for worker in (first, second):
+        status, headers, body = get(worker, f"/items/{catalog[0].item_id}/similar?k=7")
+        assert status == 200 and headers.get(SERVED_BY) == worker.worker_id, body
+        assert len(body["items"]) == 7 and catalog[0].item_id not in {i["item_id"] for i in body["items"]}
+        assert body["items"][0]["reason"] == f"people who watched {catalog[0].title} went on to this"
+        answers.append(body)
+        status, _, body = get(worker, f"/items/{new_item}/similar")
+        assert status == 200 and len(body["items"]) == 10
+        assert {i["reason"] for i in body["items"]} == {f"similar to {catalog[-1].title}"}
+    behaviour = [[i for i in a["items"] if i["reason"].startswith("people who")] for a in answers]
+    assert behaviour[0] == behaviour[1], "every worker holds all co-visitation: the same neighbours anywhere"
+    for path, status in (("/items/no-such-item/similar", 404), (f"/items/{new_item}/similar?k=0", 400),
+                         (f"/items/{new_item}/similar?k=abc", 400), (f"/items/{new_item}/similar?k=101", 400)):
+        got, _, body = get(first, path)
+        assert got == status and body["error"], (path, body)
+    assert get(first, f"/items/{new_item}/similar", {})[0] == 401
+
+
+def test_request_filters_fall_back_on_stored_candidates_from_any_worker(stack: LocalStack, two_workers) -> None:
+    """Runs after the lists test: api-user-0 has a list of 20 items and 30 stored candidates behind them."""
+    first, second, _ = two_workers
+    categories = {i.item_id: i.categories for i in generate_catalog()}
+    stored = get(first, "/recommendations/api-user-0")[2]
+    assert len(stored["items"]) == 20 and len(stored["more"]) == 30
+    top = stored["items"][0]["item_id"]
+    genre = categories[top][0]
+    for worker in (first, second):  # one of them forwards, with the query
+        status, _, body = get(worker, f"/recommendations/api-user-0?exclude={top}")
+        assert status == 200 and [i["item_id"] for i in body["items"]] == [
+            i["item_id"] for i in (stored["items"] + stored["more"])[1:21]]
+        assert body["truncated"] is False and "more" not in body
+        status, _, body = get(worker, f"/recommendations/api-user-0?category={genre}&k=5")
+        assert status == 200 and 0 < len(body["items"]) <= 5
+        assert all(genre in categories[i["item_id"]] for i in body["items"])
+        assert body["truncated"] == (len(body["items"]) < 5)
+        status, _, body = get(worker, f"/recommendations/api-user-0?exclude_category={genre}")
+        assert status == 200 and not any(genre in categories[i["item_id"]] for i in body["items"])
+        for bad in ("k=0", "k=51", "category=", "kk=3"):
+            status, _, body = get(worker, f"/recommendations/api-user-0?{bad}")
+            assert status == 400 and body["error"], (bad, body)

@@ -443,3 +443,18 @@ def test_a_popularity_only_variant_lists_what_is_popular_with_that_reason(histor
     listed = rec.step({}, batch).recommendations["u"]
     assert [s.item_id for s in listed] == ["i7", "i5", "i9"]
     assert {s.reason for s in listed} == {POPULAR_REASON}
+
+
+def test_stored_candidates_come_after_the_shown_list_and_are_not_judged() -> None:
+    idx = ItemIndex(DIM, capacity=4)
+    for n, v in enumerate(VECS):
+        idx.upsert(f"i{n}", f"Title {n}", [], f"h{n}", v)
+    rec = Recommender(idx, HashEncoder(), CoreParams(top_k=3, stored_k=7))
+    out = rec.step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1)])
+    listed = [s.item_id for s in out.recommendations["u"]]
+    assert len(listed) == 7 and out.states["u"].shown == tuple(listed[:3])
+    # The same ranking without stored candidates shows the same three.
+    plain = Recommender(idx, HashEncoder(), CoreParams(top_k=3)).step({}, [Positioned(_ev("e1", "u", EventType.CLICK, "i0"), 1)])
+    assert [s.item_id for s in plain.recommendations["u"]] == listed[:3]
+    nxt = rec.step(out.states, [Positioned(_ev("e2", "u", EventType.CLICK, listed[5]), 2)])
+    assert nxt.online == [("default", 0)], "a stored candidate was not shown: not a hit"

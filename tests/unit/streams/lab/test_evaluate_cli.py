@@ -111,3 +111,25 @@ def test_each_kind_of_run_writes_its_own_section() -> None:
     assert section_name(0.3, None, "shuffle", False, ("sasrec.lr=0.02",)) == "evaluate-first-0.3-sasrec.lr-0.02"
     assert section_name(None, 50_000, "shuffle", True, ()) == "evaluate-limit-50000-kafka"
     assert section_name(None, None, "shuffle", False, ("exclude_recent=true",)) != "evaluate"
+
+
+def test_a_sweep_names_one_parameter_and_two_values_at_least() -> None:
+    from streams.lab.evaluate import parse_sweep
+
+    assert parse_sweep("diversity_lambda=0,0.2, 0.5") == ("diversity_lambda", [
+        {"diversity_lambda": 0.0}, {"diversity_lambda": 0.2}, {"diversity_lambda": 0.5}])
+    for bad in ("diversity_lambda=0.2", "diversity_lambda", "no_such=1,2", "top_k=1,x"):
+        with pytest.raises(click.BadParameter):
+            parse_sweep(bad)
+
+
+def test_sweep_models_differ_only_in_the_swept_parameter() -> None:
+    from models.index import ItemIndex
+    from models.params import CoreParams
+    from streams.lab.evaluate import sweep_models
+
+    models = sweep_models(ItemIndex(4), None, CoreParams(), "diversity_lambda",  # type: ignore[arg-type]
+                          [{"diversity_lambda": 0.0}, {"diversity_lambda": 0.3}])
+    assert [m.name for m in models] == ["recstream (diversity_lambda=0.0)", "recstream (diversity_lambda=0.3)"]
+    assert [m.recommender.params.diversity_lambda for m in models] == [0.0, 0.3]
+    assert models[0].recommender.params.top_k == models[1].recommender.params.top_k
