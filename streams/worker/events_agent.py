@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from faust.types import TP, EventT
 
@@ -393,8 +393,10 @@ def step_each(
 ) -> tuple[StepResult, list[tuple[Positioned, Exception]]]:
     """The batch's step one event at a time, each on the states the ones before left; the same
     result as one step (the last list per user wins), minus the events that raised alone on each
-    of `attempts` tries."""
+    of `attempts` tries. Lists computed in between were never published, so every event is judged
+    against the list its user had before the batch, as in one step."""
     current: dict[str, UserState | None] = dict(states)
+    shown_before = {user_id: state.shown for user_id, state in states.items() if state is not None}
     merged = StepResult()
     failures: list[tuple[Positioned, Exception]] = []
     error: Exception = RuntimeError("no attempt")
@@ -411,14 +413,19 @@ def step_each(
             continue
         for user_id in r.erased:
             current[user_id] = None
+            shown_before.pop(user_id, None)  # after an erase the user starts afresh, with no list
             merged.states.pop(user_id, None)
             merged.recommendations.pop(user_id, None)
             merged.triggers.pop(user_id, None)
+            merged.variants.pop(user_id, None)
             merged.erased.add(user_id)
         for user_id, state in r.states.items():
-            current[user_id] = merged.states[user_id] = state
+            merged.states[user_id] = state
+            current[user_id] = replace(state, shown=shown_before.get(user_id, ()))
             merged.erased.discard(user_id)
         merged.recommendations.update(r.recommendations)
+        merged.variants.update(r.variants)
+        merged.online += r.online
         merged.triggers.update(r.triggers)
         merged.applied += r.applied
         merged.duplicates += r.duplicates

@@ -95,3 +95,26 @@ def test_step_each_drops_only_the_event_that_fails_alone(bad: int) -> None:
         assert result.states[user].applied_digest == state.applied_digest
         assert [s.item_id for s in result.recommendations[user]] == [s.item_id for s in clean.recommendations[user]]
     assert [e.event_id for e in result.applied] == [e.event_id for e in clean.applied]
+
+
+def test_step_each_keeps_variants_and_judges_against_the_lists_from_before_the_batch() -> None:
+    """Event by event, the merged result still names every user's variant (the published list needs it)
+    and judges each event against the list the user had before the batch, as one step does."""
+    from models.pipeline import Positioned, Recommender
+    from models.variants import Experiment
+    from streams.worker.events_agent import step_each
+    from tests.unit.models.test_recommender_step import EventType, HashEncoder, _ev, _recommender
+
+    base, _ = _recommender()
+    experiment = Experiment.from_spec({"salt": "s", "variants": [
+        {"name": "default", "share": 0.5}, {"name": "b", "share": 0.5, "params": {"w_content": 0.5}}]}, base.params)
+    rec = Recommender(base.index, HashEncoder(), base.params, experiment=experiment)
+    users = [f"u{n}" for n in range(6)]
+    first = rec.step({}, [Positioned(_ev(f"f{n}", u, EventType.CLICK, "i0"), n) for n, u in enumerate(users)])
+    batch = [Positioned(_ev(f"e{n}", users[n % 6], EventType.CLICK, f"i{1 + n % 5}", ts=10 + n), 10 + n)
+             for n in range(12)]
+    one, _ = step_each(rec, first.states, batch)
+    whole = rec.step(first.states, batch)
+    assert one.variants == whole.variants and set(one.variants) == set(users)
+    assert sorted(one.online) == sorted(whole.online) and len(one.online) == 12
+    assert {u: s.shown for u, s in one.states.items()} == {u: s.shown for u, s in whole.states.items()}
