@@ -452,9 +452,7 @@ def evaluate_command(
     if through_kafka:
         click.echo(f"through Kafka: {json.dumps(result['through_kafka'])}")
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"metrics written to {json_out}")
+        write_json(json_out, result)
     if plot_out:
         plot(reports, k, plot_out, window)
         click.echo(f"plot written to {plot_out}")
@@ -469,6 +467,13 @@ def evaluate_command(
         )
 
 
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """The run's metrics as JSON at `path` (folders made as needed), and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    click.echo(f"metrics written to {path}")
+
+
 def run_sweep(sweep: str, index: ItemIndex, encoder: CachedEncoder, params: CoreParams, events: Sequence[Event], k: int,
               jobs: int, json_out: Path | None, plot_out: Path | None, write_to: Path | None, meta: dict[str, Any],
               fraction: float | None, limit: int | None, tie_order: str, overrides: Sequence[str]) -> None:
@@ -479,9 +484,7 @@ def run_sweep(sweep: str, index: ItemIndex, encoder: CachedEncoder, params: Core
     result = {**meta, "k": k, "params": dataclasses.asdict(params), "sweep": name,
               "runs": {str(v[name]): summary(r) for v, r in zip(values, reports)}}
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"metrics written to {json_out}")
+        write_json(json_out, result)
     if plot_out:
         sweep_plot(reports, k, name, plot_out)
         click.echo(f"plot written to {plot_out}")
