@@ -46,7 +46,8 @@ def fresh_worker(stack: LocalStack) -> tuple[WorkerProcess, Publisher, str]:
 
 @pytest.fixture(scope="module")
 def busy_worker(stack: LocalStack, fresh_worker: tuple[WorkerProcess, Publisher, str]) -> WorkerProcess:
-    """The same worker once it has applied events of several types and dead-lettered one message."""
+    """The same worker once it has applied events of several types, judged five of them against the lists
+    their users had (the online counters), and dead-lettered one message."""
     catalog = generate_catalog()
     worker, publisher, _ = fresh_worker
     settings = stack.settings()
@@ -58,6 +59,12 @@ def busy_worker(stack: LocalStack, fresh_worker: tuple[WorkerProcess, Publisher,
         Publisher(make_producer(settings)).send(settings.topic_events, "obs-0", b"{not json")
         publisher.flush()
         assert watcher.wait_for_trigger(events[-1].event_id, timeout=60) is not None
+        # a second round, judged against the lists the first one left (the online counters)
+        judged = [Event(event_id=f"oj-{n}", user_id=f"obs-{n}", type=EventType.CLICK, item_id=catalog[20 + n].item_id,
+                        ts=now + 100 + n) for n in range(5)]
+        publish_events(publisher, settings.topic_events, judged)
+        publisher.flush()
+        assert watcher.wait_for_trigger(judged[-1].event_id, timeout=60) is not None
     deadline = time.monotonic() + 30
     while not (worker.metric("recstream_dead_letter_total") and worker.metric("recstream_consumer_lag") is not None):
         assert time.monotonic() < deadline, "the dead letter and the lag gauge never showed in the scrape"
@@ -190,3 +197,49 @@ def test_the_dashboard_loads_as_a_grafana_dashboard_model() -> None:
                 "items_embedded_total", "users", "last_published_timestamp_seconds"]
     exprs = " ".join(e for _, e in dashboard_exprs())
     assert all(f"recstream_{name}" in exprs for name in required), "every panel the issue asks for"
+
+
+@needs_prometheus
+def test_the_experiments_report_reads_totals_and_windows_from_prometheus(
+        prometheus: str, busy_worker: WorkerProcess, fresh_worker, stack: LocalStack) -> None:
+    """`recstream experiments report --prometheus`: the totals equal the worker's own counters, and
+    `--since` counts only the events judged inside the window (here: after Prometheus started)."""
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+    from streams.lab.experiments_report import counts_from_metrics_text
+
+    _, publisher, _ = fresh_worker
+    settings = stack.settings()
+    before = busy_worker.metric("recstream_online_events_total")
+    assert before == 5, "the busy worker's second round is judged against its first round's lists"
+    catalog = generate_catalog()
+    now = int(time.time() * 1000)
+    later = [Event(event_id=f"w-{n}", user_id=f"obs-{n}", type=EventType.CLICK, item_id=catalog[40 + n].item_id,
+                   ts=now + n) for n in range(3)]
+    with RecommendationWatcher(settings) as watcher:
+        publish_events(publisher, settings.topic_events, later)
+        publisher.flush()
+        assert watcher.wait_for_trigger(later[-1].event_id, timeout=60) is not None
+    total = busy_worker.metric("recstream_online_events_total")
+    assert total == before + len(later)
+    deadline = time.monotonic() + 60
+    while not (got := _query(prometheus, "sum(recstream_online_events_total)")) or float(got[0]["value"][1]) != total:
+        assert time.monotonic() < deadline, "Prometheus never scraped the new online counts"
+        time.sleep(1.0)
+    time.sleep(6.0)  # one more scrape after the change, so increase() has a sample on each side
+
+    def report(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(cli, ["experiments", "report", "--prometheus", prometheus, "--json",
+                                           "--min-events", "1", *args])
+        assert result.exit_code == 0, result.output
+        return {row["variant"]: row for row in json.loads(result.output)["variants"]}
+
+    totals = report()
+    assert set(totals) == {"default"} and totals["default"]["events"] == total
+    assert totals["default"]["hits"] == counts_from_metrics_text([busy_worker.metrics()], 10).hits["default"]
+    window = report("--since", "1h")["default"]
+    # increase() extrapolates a little past the first and last samples, never back to the earlier events
+    assert len(later) <= window["events"] <= len(later) * 1.5 < total, window
+    text = CliRunner().invoke(cli, ["experiments", "report", "--prometheus", prometheus, "--since", "1h"])
+    assert text.exit_code == 0 and "default: not enough events yet" in text.output, text.output
