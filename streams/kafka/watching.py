@@ -155,6 +155,11 @@ class RecommendationWatcher:
         with self._lock:
             return list(self.seen)
 
+    def snapshot_since(self, start: int) -> list[Seen]:
+        """The lists seen after the first `start` (for a caller that polls: no copy of the whole history)."""
+        with self._lock:
+            return self.seen[start:]
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

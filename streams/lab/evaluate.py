@@ -292,7 +292,8 @@ def markdown(result: dict[str, Any], reports: Sequence[Report], k: int, command:
     lines += ["", *ratio_lines(result, k)]
     if "through_kafka" in result:
         tk = result["through_kafka"]
-        lines += ["", f"Through Kafka (one worker, one event per batch, the worker's configuration): hit@{k} "
+        pacing = f", at most {tk['in_flight']} events unanswered" if "in_flight" in tk else ""
+        lines += ["", f"Through Kafka (one worker, one event per batch{pacing}, the worker's configuration): hit@{k} "
                       f"{tk[f'hit@{k}']:.4f} from {tk['lists_received']:,} published lists vs "
                       f"{tk[f'in_process_hit@{k}']:.4f} in-process: difference {tk['difference']:+.4f}, tolerance "
                       f"±{tk['tolerance']}, {'agrees' if tk['agrees'] else 'DOES NOT AGREE'} ({tk['seconds']:.0f} s)."]

@@ -105,6 +105,7 @@ class CoVisitService(WholeTopicService):
         self.covis = covis
         self._store: CoVisitStore | None = None
         self._store_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None  # the latest save's write, in its thread
         self._dirty = False
 
     async def on_start(self) -> None:
@@ -118,18 +119,25 @@ class CoVisitService(WholeTopicService):
         return self.settings.covis_save_interval_s
 
     async def save(self) -> None:
-        if self._store is None or not self._dirty:
-            return
         async with self._store_lock:
+            if self._store is None or not self._dirty:
+                return
             self._dirty = False
             offsets = dict(self._offsets)
-            await asyncio.get_running_loop().run_in_executor(
+            self._writing = asyncio.get_running_loop().run_in_executor(
                 None, self._store.save, self.covis, self.settings.topic_covisits, offsets)
+            await self._writing
 
     async def on_stop(self) -> None:
+        """Save, then close the store once no write is running: closing it under a periodic save's
+        write (its task cancelled, or still in its thread) crashed the worker and lost that save."""
         await super().on_stop()
-        if self._store is not None:
-            self._store.close()
+        async with self._store_lock:
+            if self._writing is not None:
+                await asyncio.wait({self._writing})
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     @Service.task
     async def _read_visits(self) -> None:

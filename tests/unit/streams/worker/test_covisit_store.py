@@ -140,3 +140,32 @@ def test_a_long_fetch_of_co_visits_is_applied_in_turns_in_the_models_thread(tmp_
     assert len(gaps) >= took / 0.01, (len(gaps), took)  # the loop ran at least every 10 ms
     assert sorted(gaps)[int(0.99 * len(gaps))] < 0.02, sorted(gaps)[-5:]
     assert len(step_waits) >= 10 and max(step_waits) < 0.2, (len(step_waits), max(step_waits))
+
+
+def test_stopping_while_a_save_is_writing_waits_for_it_and_keeps_every_row(tmp_path: Path) -> None:
+    """A periodic save was still writing in its thread when the worker stopped: on_stop found nothing
+    dirty, closed the store under the write, and the write failed ("Already mutably borrowed"),
+    crashing the worker at shutdown and losing the rows of that save."""
+    settings = Settings(data_dir=tmp_path)
+    live = CoVisitation(PARAMS)
+    for n in range(20_000):  # enough rows that building and writing the batch takes many GIL turns
+        live.apply(CoVisit(f"i{n}", 1_000 * n, ((f"i{n - 1}", 1.0),) if n else ()))
+
+    async def main() -> None:
+        models = ModelAccess()
+        service = CoVisitService(settings, models, live)
+        await service.on_start()
+        service._offsets = {0: 20_000}
+        service._dirty = True
+        saving = asyncio.create_task(service.save())
+        await asyncio.sleep(0)  # the save is now in its thread
+        await service.on_stop()
+        await saving  # raised on the old code
+        models.close()
+
+    asyncio.run(main())
+    reopened = CoVisitStore(settings.worker_dir / "covisits")
+    restored = CoVisitation(PARAMS)
+    assert reopened.load(restored, settings.topic_covisits) == {0: 20_000}
+    assert len(restored) == 20_000 and restored.record("i19999") == live.record("i19999")
+    reopened.close()
