@@ -6,13 +6,13 @@ Split in two so the service can run the slow part (encoding) off its event loop:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.encoder import Encoder
-from models.index import ItemIndex, text_hash
+from models.index import ItemIndex, ItemMeta, text_hash
 from schemas.records import Item
 
 
@@ -55,10 +55,29 @@ class Catalog:
                 continue
             digest = text_hash(item.text())
             vector = vectors.get(digest) if self.index.needs_embedding(item.item_id, digest) else None
-            self.index.upsert(item.item_id, item.title or item.item_id, list(item.categories), digest, vector)
+            self.index.upsert(item.item_id, item.title or item.item_id, list(item.categories), digest, vector,
+                              text=item.text())
             update.upserted.append(item.item_id)
         return update
 
     def ingest(self, items: Sequence[Item]) -> CatalogUpdate:
         """Encode and apply in one call, for in-process use (evaluation, tests, bulk loads)."""
         return self.apply(items, self.embed(self.texts_to_embed(items)))
+
+
+def embedded_again(described: Sequence[ItemMeta], encoder: Encoder, chunk: int = 512,
+                   progress: Callable[[int, int], None] | None = None) -> ItemIndex:
+    """A new index of the same items, every text embedded by `encoder` (a new encoder version).
+
+    The old index keeps serving meanwhile: this touches only its copy of the items' descriptions.
+    An item saved before texts were kept in the index is embedded from its title and categories."""
+    texts = [m.text or Item(item_id=m.item_id, title=m.title, categories=m.categories).text() for m in described]
+    parts = []
+    for start in range(0, len(texts), chunk):
+        parts.append(encoder.encode(texts[start : start + chunk]))
+        if progress is not None:
+            progress(min(start + chunk, len(texts)), len(texts))
+    index = ItemIndex(encoder.dim, capacity=max(16_384, 2 * len(described)))
+    if described:
+        index.add_new([m.item_id for m in described], np.concatenate(parts), described=described)
+    return index

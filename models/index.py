@@ -35,6 +35,8 @@ class ItemMeta:
     categories: list[str] = field(default_factory=list)
     text_hash: str = ""
     deleted: bool = False
+    # The embedded text, so the catalog can be embedded again by another encoder without re-reading it.
+    text: str = ""
 
 
 class ItemIndex:
@@ -95,6 +97,10 @@ class ItemIndex:
             raise KeyError(f"items deleted from the catalog: {deleted[:5]}")
         return self._vecs[[m.label for m in metas]]
 
+    def described(self) -> list[ItemMeta]:
+        """A copy of every live item's description (for embedding the catalog again elsewhere)."""
+        return [ItemMeta(**asdict(m)) for m in self._by_label if not m.deleted]
+
     def item_ids(self, live_only: bool = True) -> Iterable[str]:
         return (m.item_id for m in self._by_label if not (live_only and m.deleted))
 
@@ -123,13 +129,14 @@ class ItemIndex:
         return self._vecs[: len(self._by_label)]
 
     # -- writing -----------------------------------------------------------------------------
-    def upsert(self, item_id: str, title: str, categories: list[str], digest: str, vector: np.ndarray | None) -> None:
+    def upsert(self, item_id: str, title: str, categories: list[str], digest: str, vector: np.ndarray | None,
+               text: str = "") -> None:
         """Add or update one item; `vector` may be None only when the text is unchanged."""
         meta = self._meta.get(item_id)
         if meta is None:
             if vector is None:
                 raise ValueError(f"new item {item_id!r} needs a vector")
-            meta = ItemMeta(item_id=item_id, label=len(self._by_label), title=title, categories=categories)
+            meta = ItemMeta(item_id=item_id, label=len(self._by_label), title=title, categories=categories, text=text)
             self._ensure_capacity(meta.label + 1)
             self._hnsw.add_items(vector.reshape(1, -1), [meta.label])
             self._vecs[meta.label] = _unit_rows(vector.reshape(1, -1))[0]
@@ -148,9 +155,14 @@ class ItemIndex:
                 self._vecs[meta.label] = _unit_rows(vector.reshape(1, -1))[0]
             meta.title, meta.categories = title, categories
         meta.text_hash = digest
+        meta.text = text or meta.text
 
-    def add_new(self, item_ids: Sequence[str], vectors: np.ndarray, digests: Sequence[str] | None = None) -> None:
-        """Add items the index has never seen in one call: hnswlib inserts a batch in parallel."""
+    def add_new(self, item_ids: Sequence[str], vectors: np.ndarray, digests: Sequence[str] | None = None,
+                described: Sequence[ItemMeta] | None = None) -> None:
+        """Add items the index has never seen in one call: hnswlib inserts a batch in parallel.
+
+        `described` (same order) gives each item's title, categories, text and digest, as when a
+        catalog is embedded again by another encoder."""
         if len(item_ids) != vectors.shape[0]:
             raise ValueError(f"{len(item_ids)} ids but {vectors.shape[0]} vectors")
         known = [i for i in item_ids if i in self._meta]
@@ -159,6 +171,9 @@ class ItemIndex:
         start = len(self._by_label)
         metas = [
             ItemMeta(item_id=i, label=start + n, title=i, text_hash=digests[n] if digests else "")
+            if described is None else
+            ItemMeta(item_id=i, label=start + n, title=described[n].title, categories=list(described[n].categories),
+                     text_hash=described[n].text_hash, text=described[n].text)
             for n, i in enumerate(item_ids)
         ]
         self._ensure_capacity(start + len(metas))

@@ -82,6 +82,16 @@ class Recommender:
         self.covis = covis if covis is not None else CoVisitation(params)
         self.experiment = experiment if experiment is not None else Experiment.single(params)
 
+    def use_content(self, index: ItemIndex, encoder: Encoder) -> None:
+        """Switch to another encoder and its index of the same items (a new encoder version rolled out).
+
+        Users' interest vectors stay as they are: a fine-tuned encoder starts from the one before it,
+        so its space is close, and each new event moves a user's vectors into the new space."""
+        if index.dim != self.index.dim or encoder.dim != index.dim:
+            raise ValueError(f"the new encoder makes {encoder.dim}-dimensional vectors, the users' are "
+                             f"{self.index.dim}-dimensional: an encoder of another base model needs fresh state")
+        self.index, self.encoder = index, encoder
+
     def step(
         self,
         states: Mapping[str, UserState | None],

@@ -27,6 +27,7 @@ from streams.lab.bench.command import bench_command
 from streams.lab.bench.profile import bench_profile
 from streams.lab.broker import BrokerError, EmbeddedBroker
 from streams.lab.children import sigterm_stops
+from streams.lab.encoder_train import encoder_command
 from streams.lab.evaluate import evaluate_command
 from streams.lab.reliability.report import reliability_command
 from streams.lab.stack import StackError
@@ -247,6 +248,7 @@ cli.add_command(bench_profile)
 cli.add_command(evaluate_command)
 cli.add_command(reliability_command)
 cli.add_command(experiments_command)
+cli.add_command(encoder_command)
 
 
 def main() -> None:

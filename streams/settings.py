@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How often the co-visitation store is saved to disk (a restart re-reads what came after)"
     )
     encoder_threads: int = Field(1, ge=1, description="torch threads for the sentence encoder")
+    encoder_path: Path | None = Field(
+        None, description="Folder of the item encoder (from `recstream encoder train`); default the bundled "
+        "all-MiniLM-L6-v2. A worker checks it every RECSTREAM_ENCODER_CHECK_S and switches to a new version live")
+    encoder_check_s: float = Field(30.0, ge=0, description="How often a worker looks for a new encoder version "
+                                   "at RECSTREAM_ENCODER_PATH (0: only at start)")
     encoder_int8: bool = Field(
         False, description="Embed item and query text with the int8-quantized encoder (faster, slightly different vectors)"
     )

@@ -75,17 +75,22 @@ def evaluate(
     similarity: Callable[[list[str]], float | None] | None = None,
     diversity_every: int = 10,
     progress: Callable[[Iterable[Event]], Iterable[Event]] = lambda it: it,
+    score_from: int = 0,
 ) -> Report:
-    """Replay `events` through `model` test-then-learn and score every list it would have shown."""
+    """Replay `events` through `model` test-then-learn and score every list it would have shown from
+    event `score_from` on (the events before it are only learnt: a model fitted on them is judged after)."""
     seen: dict[str, set[str]] = {}
     interacted: set[str] = set()
     tied = tied_seconds(events)
     out = Outcome()
-    for event in progress(events):
+    for n, event in enumerate(progress(events)):
         item, user = event.item_id, event.user_id
         history = seen.setdefault(user, set())
         start = time.perf_counter()
-        if item is not None:
+        if item is not None and n < score_from:
+            history.add(item)
+            interacted.add(item)
+        elif item is not None:
             top = model.recommend(user, k, history)[:k]  # a model may return more; k are judged
             warm = bool(history)
             _score(out, top, item, warm=warm, new=item not in interacted, similarity=similarity,

@@ -59,10 +59,13 @@ def _progress(desc: str, total: int) -> Callable[[Iterable[Event]], Iterable[Eve
     return wrap
 
 
-def build_index(items: Sequence[Item], settings: Settings) -> tuple[ItemIndex, CachedEncoder]:
-    """The item index the worker would build, from the real encoder (vectors cached on disk)."""
+def build_index(items: Sequence[Item], settings: Settings, encoder_path: Path | None = None
+                ) -> tuple[ItemIndex, CachedEncoder]:
+    """The item index the worker would build, from the real encoder (vectors cached on disk, keyed by
+    the encoder's version): `encoder_path`, else RECSTREAM_ENCODER_PATH, else the bundled model."""
+    model_path = encoder_path or settings.encoder_path
     encoder = CachedEncoder(
-        SentenceEncoder(threads=max(settings.encoder_threads, 2), int8=settings.encoder_int8),
+        SentenceEncoder(model_path, threads=max(settings.encoder_threads, 2), int8=settings.encoder_int8),
         settings.data_dir.parent / "cache" / "embeddings",
         progress=lambda n: _bar(n, "embedding items", "item"),
     )
@@ -209,8 +212,10 @@ def parse_baselines(raw: str | None, none: bool) -> list[str]:
     return keys
 
 
-def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemIndex, k: int, jobs: int = 1) -> list[Report]:
-    """Every model over the same events; with jobs > 1 the models run in forked worker processes."""
+def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemIndex, k: int, jobs: int = 1,
+               score_from: int = 0) -> list[Report]:
+    """Every model over the same events (scored from event `score_from` on); with jobs > 1 the models
+    run in forked worker processes."""
 
     def similarity(items: list[str]) -> float | None:
         vecs = index.vectors(items)
@@ -220,7 +225,8 @@ def run_models(models: Sequence[Model], events: Sequence[Event], index: ItemInde
 
     def run(i: int) -> Report:
         m = models[i]
-        return evaluate(m, events, k, catalog_size=len(index), similarity=similarity, progress=_progress(m.name, len(events)))
+        return evaluate(m, events, k, catalog_size=len(index), similarity=similarity,
+                        progress=_progress(m.name, len(events)), score_from=score_from)
 
     if jobs <= 1 or len(models) == 1:
         return [run(i) for i in range(len(models))]
@@ -313,13 +319,15 @@ def online_lines(result: dict[str, Any]) -> list[str]:
 
 
 def section_name(fraction: float | None, limit: int | None, tie_order: str, through_kafka: bool,
-                 overrides: Sequence[str]) -> str:
+                 overrides: Sequence[str], score_from: float | None = None, encoder: str | None = None) -> str:
     """The Markdown section a run writes: one per kind of run, so a tuning run never replaces the main table."""
     parts = ["evaluate"]
     parts += [f"first-{fraction:g}"] if fraction else []
     parts += [f"limit-{limit}"] if limit else []
     parts += ["file-order"] if tie_order == "file" else []
     parts += ["kafka"] if through_kafka else []
+    parts += [f"scored-after-{score_from:g}"] if score_from else []
+    parts += [f"encoder-{encoder}"] if encoder else []
     parts += [re.sub(r"[^A-Za-z0-9_.]+", "-", pair) for pair in overrides]
     return "-".join(parts)
 
@@ -366,6 +374,12 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
 @click.option("--limit", type=int, default=None, help="Only the first N events.")
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Only the first FRACTION of the stream (tune on 0.3, report on all).")
+@click.option("--score-from", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Learn from the whole stream but score only the events after its first FRACTION (an encoder "
+              "fine-tuned on the first 0.3 is judged on the rest).")
+@click.option("--encoder", "encoder_path", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              default=None, help="Item encoder folder (`recstream encoder train`); default RECSTREAM_ENCODER_PATH, "
+              "then the bundled model.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a core parameter (tuning); sasrec.NAME=VALUE and als.NAME=VALUE tune those baselines.")
 @click.option("--baselines", "baseline_keys", default=None, metavar="KEY,KEY",
@@ -391,7 +405,8 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
 @sources.tie_order_options
 def evaluate_command(
     movielens: Path | None, k: int, json_out: Path | None, plot_out: Path | None, window: int, limit: int | None,
-    fraction: float | None, overrides: tuple[str, ...], baseline_keys: str | None, no_baselines: bool, published: bool,
+    fraction: float | None, score_from: float | None, encoder_path: Path | None, overrides: tuple[str, ...],
+    baseline_keys: str | None, no_baselines: bool, published: bool,
     through_kafka: bool,
     tolerance: float, sweep: str | None, variants_file: Path | None, jobs: int, write_to: Path | None, tie_order: str,
     seed: int,
@@ -417,7 +432,10 @@ def evaluate_command(
     events = source.events(limit, tie_order, seed)
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
-    index, encoder = build_index(items, settings)
+    index, encoder = build_index(items, settings, encoder_path)
+    first_scored = int(len(events) * score_from) if score_from else 0
+    if (sweep is not None or through_kafka) and first_scored:
+        raise click.UsageError("--score-from works with the main run only: drop --sweep or --through-kafka")
     if sweep is not None:
         run_sweep(sweep, index, encoder, params, events, k, jobs, json_out, plot_out, write_to,
                   {"dataset": str(source.movielens), "events": len(events), "items": len(index),
@@ -430,9 +448,10 @@ def evaluate_command(
         models = models_for(index, encoder, params, baselines, len(events), as_worker, configs, experiment)
     except ValueError as exc:  # a catalog too large for a dense baseline
         raise click.ClickException(f"{exc}; or pass --no-baselines") from exc
-    reports = run_models(models, events, index, k, jobs)
+    reports = run_models(models, events, index, k, jobs, first_scored)
     meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index), "tie_order": tie_order,
-            "seed": seed, "params": dataclasses.asdict(params),
+            "seed": seed, "encoder": encoder.name, "scored_from_event": first_scored,
+            "params": dataclasses.asdict(params),
             "published_params": dataclasses.asdict(as_worker) if as_worker else None,
             "baseline_configs": {"sasrec_retrained": dataclasses.asdict(SASRecConfig(**configs["sasrec"])),
                                  "als_retrained": dataclasses.asdict(ALSConfig(**configs["als"]))}}
@@ -458,7 +477,8 @@ def evaluate_command(
         plot(reports, k, plot_out, window)
         click.echo(f"plot written to {plot_out}")
     if write_to:
-        name = section_name(fraction, limit, tie_order, through_kafka, overrides)
+        name = section_name(fraction, limit, tie_order, through_kafka, overrides, score_from,
+                            encoder.name if encoder_path else None)
         body = markdown(result, reports, k, "recstream evaluate " + " ".join(sys.argv[2:]))
         write_section(write_to, name, body, heading=f"Run: {name}", title="Evaluation")
         click.echo(f"table written to {write_to} (section {name})")

@@ -9,6 +9,7 @@ import faust
 from faust.exceptions import ConsumerNotStarted
 from mode import CrashingSupervisor
 
+from models.catalog import Catalog
 from models.covisitation import CoVisitation
 from models.encoder import Encoder
 from models.pipeline import Recommender
@@ -136,6 +137,13 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
     app.add_dependency(lists)
 
     processor: EventsProcessor | None = None
+
+    def switch_recommender(new: Catalog) -> None:
+        """A new encoder version: the recommender ranks with its index from the next batch on."""
+        if processor is not None:
+            processor.recommender.use_content(new.index, new.encoder)
+
+    catalog.switch_listeners.append(switch_recommender)
 
     def get_processor() -> EventsProcessor:
         nonlocal processor

@@ -2,8 +2,13 @@
 
 It is not a consumer-group agent on purpose: the consumer group splits users between workers,
 but every worker needs the whole catalog. So it assigns itself every partition of the items topic,
-resumes from the offsets saved with the index (a restart re-embeds nothing), and encodes off the
-event loop so events keep flowing while a catalog loads.
+resumes from the offsets saved with the index (a restart re-embeds nothing, unless the encoder
+version changed), and encodes off the event loop so events keep flowing while a catalog loads.
+
+It also rolls out new encoder versions: when the folder RECSTREAM_ENCODER_PATH names holds another
+version than the one in use, the whole catalog is embedded again into a new index while the old one
+keeps serving, the items that arrive meanwhile are applied to both, and the new index replaces
+the old in one step of the models thread (docs/encoder.md).
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mode import Service
 
-from models.catalog import Catalog
-from models.encoder import Encoder, SentenceEncoder
-from models.index import ItemIndex
+from models.catalog import Catalog, embedded_again
+from models.encoder import Encoder, SentenceEncoder, encoder_name
+from models.index import ItemIndex, ItemMeta
 from schemas.decode import InvalidMessage, Limits, decode_item
 from schemas.records import Item
 from streams.settings import Settings
@@ -42,6 +49,12 @@ class CatalogService(WholeTopicService):
         self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
         self.catalog: Catalog | None = None
         self._dirty = False
+        # Items applied while a new encoder embeds the catalog: applied to the new index before it
+        # replaces the old one. None when no switch is under way.
+        self._switch_log: list[Item] | None = None
+        self._failed_version: str | None = None
+        # Called in the models thread with the new catalog, the moment it replaces the old one.
+        self.switch_listeners: list[Callable[[Catalog], None]] = []
 
     @property
     def index(self) -> ItemIndex:
@@ -53,17 +66,25 @@ class CatalogService(WholeTopicService):
         self.catalog = await loop.run_in_executor(None, self._load)
         metrics.INDEX_SIZE.set(len(self.catalog.index))
 
+    def _new_encoder(self, path: Path | None) -> SentenceEncoder:
+        return SentenceEncoder(path, threads=self.settings.encoder_threads, int8=self.settings.encoder_int8)
+
     def _load(self) -> Catalog:
-        encoder = self._encoder or SentenceEncoder(
-            threads=self.settings.encoder_threads, int8=self.settings.encoder_int8)
+        encoder = self._encoder or self._new_encoder(self.settings.encoder_path)
+        metrics.ENCODER.labels(encoder.name).set(1)
+        index = None
         if ItemIndex.exists(self.settings.index_dir):
-            index, checkpoint = ItemIndex.load(self.settings.index_dir)
-            if checkpoint.get("topic") == self.settings.topic_items:
-                self._offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
-            log.info("item index loaded from disk", extra={"items": len(index), "path": str(self.settings.index_dir)})
-        else:
-            index = ItemIndex(encoder.dim)
-        return Catalog(index, encoder)
+            saved, checkpoint = ItemIndex.load(self.settings.index_dir)
+            if checkpoint.get("encoder") != encoder.name:
+                # Vectors of two encoders must not mix: the catalog is read and embedded again.
+                log.warning(f"the saved item index was embedded by {checkpoint.get('encoder', 'an unnamed encoder')}, "
+                            f"this worker uses {encoder.name}: embedding the catalog again")
+            else:
+                index = saved
+                if checkpoint.get("topic") == self.settings.topic_items:
+                    self._offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
+                log.info("item index loaded from disk", extra={"items": len(index), "path": str(self.settings.index_dir)})
+        return Catalog(index or ItemIndex(encoder.dim), encoder)
 
     async def save(self) -> None:
         """The index and the offsets it reflects, written (and fsynced) in the models thread, where
@@ -75,7 +96,8 @@ class CatalogService(WholeTopicService):
         if self.catalog is None or not self._dirty:
             return
         self._dirty = False
-        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()}}
+        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()},
+                      "encoder": self.catalog.encoder.name}
         await self.models.run(self.catalog.index.save, self.settings.index_dir, checkpoint)
 
     @Service.task
@@ -104,10 +126,82 @@ class CatalogService(WholeTopicService):
             return
         # The index is read and written in the models thread only (streams/worker/model_access.py);
         # embedding, which needs none of it, runs beside it.
-        todo = await self.models.run(self.catalog.texts_to_embed, items)
-        vectors = await asyncio.get_running_loop().run_in_executor(None, self.catalog.embed, todo) if todo else {}
-        update = await self.models.run(self.catalog.apply, items, vectors)
+        catalog = self.catalog
+        todo = await self.models.run(catalog.texts_to_embed, items)
+        vectors = await asyncio.get_running_loop().run_in_executor(None, catalog.embed, todo) if todo else {}
+        update = await self.models.run(self._apply_in_models_thread, catalog, items, vectors)
         metrics.ITEMS_EMBEDDED.inc(update.embedded)
         metrics.ITEMS_INGESTED.labels("upsert").inc(len(update.upserted))
         metrics.ITEMS_INGESTED.labels("delete").inc(len(update.deleted))
         metrics.INDEX_SIZE.set(len(self.catalog.index))
+
+    def _apply_in_models_thread(self, embedded_by: Catalog, items: list[Item], vectors: dict[str, Any]) -> Any:
+        """Apply to the catalog in use; note the items for a switch under way. Vectors made by an
+        encoder that was switched away from meanwhile are made again by the one in use."""
+        assert self.catalog is not None
+        if self._switch_log is not None:
+            self._switch_log.extend(items)
+        if self.catalog is not embedded_by:
+            vectors = self.catalog.embed(self.catalog.texts_to_embed(items))
+        return self.catalog.apply(items, vectors)
+
+    # -- rolling out a new encoder version --------------------------------------------------------
+    @Service.task
+    async def _watch_encoder(self) -> None:
+        """Every RECSTREAM_ENCODER_CHECK_S, switch if RECSTREAM_ENCODER_PATH holds another version."""
+        path, every = self.settings.encoder_path, self.settings.encoder_check_s
+        if path is None or every <= 0:
+            return
+        await self.caught_up.wait()
+        while not self.should_stop:
+            await self.sleep(every)
+            try:
+                wanted = encoder_name(self.settings.encoder_int8, path)
+            except (OSError, ValueError) as exc:
+                log.warning(f"cannot read the encoder at {path}: {exc}; keeping the current one")
+                continue
+            if self.catalog is not None and wanted not in (self.catalog.encoder.name, self._failed_version):
+                await self.switch_encoder(path, wanted)
+
+    async def switch_encoder(self, path: Path, version: str) -> bool:
+        """Embed the catalog with the encoder at `path` into a new index and switch to it.
+
+        Lists keep coming from the old index until the new one is complete. A failure (a folder
+        without a model, another vector size) keeps the old encoder and is not retried for `version`."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        log.info(f"encoder {version} found at {path}: embedding the catalog again")
+        try:
+            encoder = await loop.run_in_executor(None, self._new_encoder, path)
+            described: list[ItemMeta] = await self.models.run(self._begin_switch)
+            index = await loop.run_in_executor(None, embedded_again, described, encoder)
+            await self.models.run(self._finish_switch, Catalog(index, encoder))
+        except Exception as exc:
+            self._switch_log = None
+            self._failed_version = version
+            metrics.ENCODER_SWITCH_FAILURES.inc()
+            log.error(f"encoder {version} at {path} not rolled out: {exc}; the worker keeps the current encoder")
+            return False
+        self._dirty = True
+        await self.save()
+        log.info(f"switched to encoder {version}: {len(index)} items embedded in {time.monotonic() - started:.1f} s")
+        return True
+
+    def _begin_switch(self) -> list[ItemMeta]:
+        """In the models thread: the items as they are now; from now on, applied items are noted."""
+        assert self.catalog is not None
+        self._switch_log = []
+        return self.catalog.index.described()
+
+    def _finish_switch(self, new: Catalog) -> None:
+        """In the models thread: catch the new index up with the items applied meanwhile, then swap."""
+        assert self.catalog is not None and self._switch_log is not None
+        if self._switch_log:
+            new.ingest(self._switch_log)
+        for listener in self.switch_listeners:  # the recommender refuses an encoder the users' vectors cannot use
+            listener(new)
+        old, self.catalog, self._switch_log = self.catalog, new, None
+        metrics.ENCODER.labels(old.encoder.name).set(0)
+        metrics.ENCODER.labels(new.encoder.name).set(1)
+        metrics.ENCODER_SWITCHES.inc()
+        metrics.INDEX_SIZE.set(len(new.index))

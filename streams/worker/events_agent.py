@@ -218,10 +218,13 @@ class EventsProcessor:
         to dead-letter; only a fault of the worker's own raises."""
         states, quarantined = decode_states(raw)
         result, failures = self._step(states, positioned)
+        # Read here, in the models thread where an encoder switch also runs: the stamp names the
+        # encoder whose index made these lists.
+        version = f"{self.model_version}+{self.recommender.encoder.name}"
         return Computed(
             result=result,
             states={user_id: encode_state(state) for user_id, state in result.states.items()},
-            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, self.model_version,
+            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, version,
                                                  result.variants[user_id], len(result.states[user_id].shown))
                    for user_id, items in result.recommendations.items()},
             quarantined=quarantined,

@@ -33,11 +33,13 @@ def events_partition_count(admin: AdminClient, settings: Settings) -> int:
 def run_worker(settings: Settings) -> None:
     import faust
 
-    from models.encoder import SentenceEncoder
+    from models.encoder import SentenceEncoder, check_model_folder
     from streams.worker.app import build_app
 
     logs.configure(settings.log_level)
     settings.experiment  # a bad variants file stops the worker here, with one line, before it joins the group
+    if settings.encoder_path is not None:
+        check_model_folder(settings.encoder_path)  # and so does an encoder folder without a model
     admin = wait_for_kafka(settings)
     ensure_topics(admin, topic_specs(settings))
     partitions = events_partition_count(admin, settings)
@@ -51,7 +53,7 @@ def run_worker(settings: Settings) -> None:
     discard_cache_after_crash(settings.worker_dir)
     # Loaded before the event loop runs: importing torch and reading the model's weights hold the
     # GIL for seconds at a time, which on the loop (or beside it) stalls everything.
-    encoder = SentenceEncoder(threads=settings.encoder_threads, int8=settings.encoder_int8)
+    encoder = SentenceEncoder(settings.encoder_path, threads=settings.encoder_threads, int8=settings.encoder_int8)
     app = build_app(settings, partitions, encoder)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     collect_rarely()

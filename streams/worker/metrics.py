@@ -52,6 +52,12 @@ BATCH_EVENTS = Histogram("recstream_batch_events", "Events per batch", buckets=(
 ITEMS_INGESTED = Counter("recstream_items_ingested_total", "Catalog messages applied to the index", ["op"])
 ITEMS_EMBEDDED = Counter("recstream_items_embedded_total", "Item texts run through the encoder")
 INDEX_SIZE = Gauge("recstream_index_items", "Live (recommendable) items in this worker's index")
+ENCODER = Gauge("recstream_encoder", "1 for the item encoder version this worker's lists use, 0 for one it left",
+                ["version"])
+ENCODER_SWITCHES = Counter("recstream_encoder_switches_total",
+                           "New encoder versions rolled out live: catalog embedded again, index switched")
+ENCODER_SWITCH_FAILURES = Counter("recstream_encoder_switch_failures_total",
+                                  "Encoder versions that could not be loaded or embedded; the worker kept the old one")
 COVISITS_APPLIED = Counter("recstream_covisits_applied_total", "Co-visits applied to this worker's store (from all workers)")
 COVISITS_DUPLICATE = Counter(
     "recstream_covisits_duplicate_total", "Co-visits re-published after a crash, recognised by offset and skipped"

@@ -346,3 +346,24 @@ def test_untied_hit_counts_only_warm_events_outside_tied_seconds() -> None:
     assert report.metrics[f"hit@{K}"] == pytest.approx(2 / 3)
     assert report.metrics[f"untied_hit@{K}"] == 0.0
     assert report.metrics["tied_events"] == 2.0
+
+
+# -- scoring only the later part ------------------------------------------------------------------
+
+
+def test_events_before_score_from_are_learnt_but_not_judged_and_still_count_as_seen() -> None:
+    """`--score-from`: a model fitted on the first part is judged on the rest only. The early events
+    still make their users warm, their items interacted (not new) and excluded for those users."""
+    events = _stream(("u1", "a"), ("u2", "b"), ("u1", "b"), ("u3", "a"), ("u1", "c"), ("u2", "d"))
+    rec = Recorder()
+    report = evaluate(rec, events, k=K, score_from=3)
+    assert [c for c in rec.calls if c[0] == "recommend"] == [
+        ("recommend", "u3", frozenset()), ("recommend", "u1", frozenset({"a", "b"})),
+        ("recommend", "u2", frozenset({"b"}))]
+    assert [c[1] for c in rec.calls if c[0] == "learn"] == [e.event_id for e in events]
+    m = report.metrics
+    # u3 is cold; u1 and u2 are warm through events that were never judged
+    assert m["cold_events"] == 1 and m["warm_events"] == 2
+    # "a" was interacted with before the cut, so only c and d are new items
+    oracle = evaluate(Oracle(events), events, k=K, score_from=3)
+    assert oracle.metrics["new_item_events"] == 2 and oracle.ranks.tolist() == [1, 1]
