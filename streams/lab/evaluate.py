@@ -432,10 +432,10 @@ def evaluate_command(
     events = source.events(limit, tie_order, seed)
     if fraction is not None:
         events = events[: max(1, int(len(events) * fraction))]
-    index, encoder = build_index(items, settings, encoder_path)
     first_scored = int(len(events) * score_from) if score_from else 0
     if (sweep is not None or through_kafka) and first_scored:
         raise click.UsageError("--score-from works with the main run only: drop --sweep or --through-kafka")
+    index, encoder = build_index(items, settings, encoder_path)
     if sweep is not None:
         run_sweep(sweep, index, encoder, params, events, k, jobs, json_out, plot_out, write_to,
                   {"dataset": str(source.movielens), "events": len(events), "items": len(index),

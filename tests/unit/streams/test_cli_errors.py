@@ -58,3 +58,12 @@ def test_an_unforeseen_error_is_still_one_line(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert exit_.value.code == 1
     assert err.count("\n") == 1 and "RuntimeError: something went wrong" in err and "RECSTREAM_TRACEBACK=1" in err
+
+
+def test_score_from_with_a_sweep_is_refused_before_any_work(tmp_path) -> None:
+    """Refused before the catalog is embedded (minutes on a real catalog), with what to drop."""
+    result = run("evaluate", "--limit", "200", "--score-from", "0.3", "--sweep", "w_fresh=0.1,0.2",
+                 env={"RECSTREAM_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--score-from works with the main run only" in result.stderr
+    assert not (tmp_path / "cache").exists(), "nothing was embedded"
