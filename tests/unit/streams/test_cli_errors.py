@@ -62,7 +62,12 @@ def test_an_unforeseen_error_is_still_one_line(monkeypatch, capsys) -> None:
 
 def test_score_from_with_a_sweep_is_refused_before_any_work(tmp_path) -> None:
     """Refused before the catalog is embedded (minutes on a real catalog), with what to drop."""
-    result = run("evaluate", "--limit", "200", "--score-from", "0.3", "--sweep", "w_fresh=0.1,0.2",
+    movielens = tmp_path / "ml"  # a tiny MovieLens folder: a fresh clone has no dataset
+    movielens.mkdir()
+    (movielens / "movies.csv").write_text("movieId,title,genres\n1,Alien (1979),Horror|Sci-Fi\n2,Heat (1995),Action\n")
+    rows = "".join(f"{u},{m},4.0,{100 * (2 * u + m)}\n" for u in range(1, 6) for m in (1, 2))
+    (movielens / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + rows)  # 10 events: 3 only learnt
+    result = run("evaluate", "--movielens", str(movielens), "--score-from", "0.3", "--sweep", "w_fresh=0.1,0.2",
                  env={"RECSTREAM_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--score-from works with the main run only" in result.stderr
