@@ -51,6 +51,8 @@ class StepResult:
     # The online hit measure, one entry per judged event: (variant, rank of the event's item in the
     # list the user was shown before it, 1-based; 0 when it was not in that list).
     online: list[tuple[str, int]] = field(default_factory=list)
+    # The encoder whose index ranked each recomputed list (a variant may name its own).
+    encoders: dict[str, str] = field(default_factory=dict)
 
 
 # Event types judged by the online hit measure: the user chose the item. A dislike is not a success.
@@ -81,16 +83,32 @@ class Recommender:
         self.params = params
         self.covis = covis if covis is not None else CoVisitation(params)
         self.experiment = experiment if experiment is not None else Experiment.single(params)
+        # Variants ranked with an encoder of their own, and its index of the same items.
+        self._variant_content: dict[str, tuple[ItemIndex, Encoder]] = {}
 
     def use_content(self, index: ItemIndex, encoder: Encoder) -> None:
         """Switch to another encoder and its index of the same items (a new encoder version rolled out).
 
         Users' interest vectors stay as they are: a fine-tuned encoder starts from the one before it,
         so its space is close, and each new event moves a user's vectors into the new space."""
+        self._check_dim(index, encoder)
+        self.index, self.encoder = index, encoder
+
+    def use_variant_content(self, variant: str, index: ItemIndex, encoder: Encoder) -> None:
+        """Rank the users of `variant` with their own encoder and its index of the same items (an
+        experiment between encoders); until this is called they are ranked like everyone else.
+        Their interest vectors carry over for the same reason as in `use_content`."""
+        self._check_dim(index, encoder)
+        self._variant_content[variant] = (index, encoder)
+
+    def content_of(self, variant: str) -> tuple[ItemIndex, Encoder]:
+        """The index and encoder that rank `variant`'s users."""
+        return self._variant_content.get(variant, (self.index, self.encoder))
+
+    def _check_dim(self, index: ItemIndex, encoder: Encoder) -> None:
         if index.dim != self.index.dim or encoder.dim != index.dim:
             raise ValueError(f"the new encoder makes {encoder.dim}-dimensional vectors, the users' are "
                              f"{self.index.dim}-dimensional: an encoder of another base model needs fresh state")
-        self.index, self.encoder = index, encoder
 
     def step(
         self,
@@ -104,9 +122,10 @@ class Recommender:
         a worker can share them with every other worker before anyone applies them.
         """
         out = StepResult()
-        query_vecs = self._encode_queries(batch)
-        item_vecs = self._item_vectors(batch)
         variant_of = {u: self.experiment.variant_of(u) for u in {p.event.user_id for p in batch}}
+        content_of = {u: self.content_of(v.name) for u, v in variant_of.items()}
+        query_vecs = self._encode_queries(batch, content_of)
+        item_vecs = self._item_vectors(batch, content_of)
         # None marks a user erased in this batch: later events start them afresh, not from `states`.
         current: dict[str, UserState | None] = {}
         for pos in batch:
@@ -125,7 +144,7 @@ class Recommender:
             item_vec = None
             if ev.type is not EventType.SEARCH:
                 assert ev.item_id is not None
-                item_vec = item_vecs.get(ev.item_id)
+                item_vec = item_vecs.get((ev.user_id, ev.item_id))
                 if item_vec is None:
                     out.unknown_items += 1
             if ev.type in JUDGED and state.shown:
@@ -148,10 +167,12 @@ class Recommender:
         for name, users in by_variant.items():
             extra = [exclude.get(u, ()) for u in users] if exclude else None
             params = self.experiment.params_of(name)
-            lists = recommend_many([out.states[u] for u in users], self.index, params, self.covis, extra)
+            index, encoder = self.content_of(name)
+            lists = recommend_many([out.states[u] for u in users], index, params, self.covis, extra)
             for user, scored in zip(users, lists):
                 out.recommendations[user] = scored
                 out.variants[user] = name
+                out.encoders[user] = encoder.name
                 out.states[user] = replace(out.states[user], shown=tuple(s.item_id for s in scored[: params.top_k]))
         return out
 
@@ -168,17 +189,35 @@ class Recommender:
         before = tuple(pair for pair in visit.before if pair[0] in self.index)
         return visit if len(before) == len(visit.before) else CoVisit(visit.item_id, visit.ts, before)
 
-    def _item_vectors(self, batch: Sequence[Positioned]) -> dict[str, np.ndarray]:
-        """Vectors of the batch's known items, fetched from the index in one call."""
-        ids = list({p.event.item_id for p in batch if p.event.item_id is not None and p.event.item_id in self.index})
-        return dict(zip(ids, self.index.vectors(ids)))
+    def _item_vectors(self, batch: Sequence[Positioned], content_of: Mapping[str, tuple[ItemIndex, Encoder]]
+                      ) -> dict[tuple[str, str], np.ndarray]:
+        """(user, item) -> the item's vector in the index that ranks the user; one fetch per index."""
+        out: dict[tuple[str, str], np.ndarray] = {}
+        for (index, _encoder), events in _by_content(batch, content_of).items():
+            ids = list({e.item_id for e in events if e.item_id is not None and e.item_id in index})
+            vectors = dict(zip(ids, index.vectors(ids)))
+            out.update({(e.user_id, e.item_id): vectors[e.item_id] for e in events if e.item_id in vectors})
+        return out
 
-    def _encode_queries(self, batch: Sequence[Positioned]) -> dict[str, np.ndarray]:
-        searches = [p.event for p in batch if p.event.type is EventType.SEARCH and p.event.query]
-        if not searches:
-            return {}
-        vectors = self.encoder.encode([e.query for e in searches])  # type: ignore[misc]
-        return {e.event_id: v for e, v in zip(searches, vectors)}
+    def _encode_queries(self, batch: Sequence[Positioned], content_of: Mapping[str, tuple[ItemIndex, Encoder]]
+                        ) -> dict[str, np.ndarray]:
+        """event id -> the search's query vector, by the encoder that ranks its user; one call per encoder."""
+        out: dict[str, np.ndarray] = {}
+        for (_index, encoder), events in _by_content(batch, content_of).items():
+            searches = [e for e in events if e.type is EventType.SEARCH and e.query]
+            if searches:
+                vectors = encoder.encode([e.query for e in searches])  # type: ignore[misc]
+                out.update({e.event_id: v for e, v in zip(searches, vectors)})
+        return out
+
+
+def _by_content(batch: Sequence[Positioned], content_of: Mapping[str, tuple[ItemIndex, Encoder]]
+                ) -> dict[tuple[ItemIndex, Encoder], list[Event]]:
+    """The batch's events grouped by the (index, encoder) that ranks their user, in batch order."""
+    groups: dict[tuple[ItemIndex, Encoder], list[Event]] = {}
+    for pos in batch:
+        groups.setdefault(content_of[pos.event.user_id], []).append(pos.event)
+    return groups
 
 
 def is_redelivery(state: UserState, pos: Positioned) -> bool:

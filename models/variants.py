@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from models.params import CoreParams
@@ -33,6 +34,8 @@ class Variant:
     share: float
     params: CoreParams
     overrides: Mapping[str, Any]
+    # The item encoder this variant's users are ranked with; None: the worker's own (RECSTREAM_ENCODER_PATH).
+    encoder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class Experiment:
                 return variant
         return self.variants[-1]  # rounding at the top edge
 
+    @property
+    def encoders(self) -> dict[str, Path]:
+        """The variants that name their own encoder, and its folder."""
+        return {v.name: v.encoder for v in self.variants if v.encoder is not None}
+
     def params_of(self, name: str) -> CoreParams:
         for variant in self.variants:
             if variant.name == name:
@@ -107,9 +115,9 @@ def _variant(i: int, entry: Any, base: CoreParams) -> Variant:
     where = f"variant {i + 1}"
     if not isinstance(entry, Mapping):
         raise VariantsError(f"{where}: expected {{name, share, params}}")
-    unknown = set(entry) - {"name", "share", "params"}
+    unknown = set(entry) - {"name", "share", "params", "encoder"}
     if unknown:
-        raise VariantsError(f"{where}: unknown key(s) {sorted(unknown)}; a variant takes name, share, params")
+        raise VariantsError(f"{where}: unknown key(s) {sorted(unknown)}; a variant takes name, share, params, encoder")
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise VariantsError(f"{where}: `name` must be a non-empty string without surrounding spaces")
@@ -121,7 +129,19 @@ def _variant(i: int, entry: Any, base: CoreParams) -> Variant:
     if not isinstance(overrides, Mapping):
         raise VariantsError(f"{where}: `params` must map CoreParams fields to values")
     values = {key: _coerce(where, key, value) for key, value in overrides.items()}
-    return Variant(name, float(share), replace(base, **values), dict(values))
+    return Variant(name, float(share), replace(base, **values), dict(values), _encoder(where, name, entry.get("encoder")))
+
+
+def _encoder(where: str, name: str, value: Any) -> Path | None:
+    """A variant's own encoder folder (checked when a worker loads it, not here: the core reads no files)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise VariantsError(f"{where}: `encoder` must be the path of an encoder folder, got {value!r}")
+    if name == DEFAULT:
+        raise VariantsError(f"{where}: the {DEFAULT!r} variant uses the worker's encoder (RECSTREAM_ENCODER_PATH); "
+                            "give another variant the new encoder to compare the two")
+    return Path(value)
 
 
 def _coerce(where: str, key: str, value: Any) -> Any:

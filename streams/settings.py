@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     )
     variants: Path | None = Field(
         None, description="Experiment variants file (YAML or JSON): a salt and variants, each with a name, a traffic "
-        "share and CoreParams overrides; every user stays in one variant (docs/experiments.md). Unset: everyone in "
-        "`default`"
+        "share, CoreParams overrides and optionally an encoder folder of its own; every user stays in one variant "
+        "(docs/experiments.md). Unset: everyone in `default`"
     )
 
     # Observability
@@ -200,6 +200,16 @@ def load_experiment(path: Path | None, base: CoreParams) -> Experiment:
         raise VariantsError(f"the variants file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                             f"{first}") from None
     try:
-        return Experiment.from_spec(spec, base)
+        experiment = Experiment.from_spec(spec, base)
     except VariantsError as exc:
         raise VariantsError(f"{path}: {exc}") from None
+    return _with_encoder_folders(experiment, path.parent)
+
+
+def _with_encoder_folders(experiment: Experiment, relative_to: Path) -> Experiment:
+    """Variants' encoder paths resolved against the variants file's folder (the worker checks that each
+    holds a model before it joins the group: streams/worker/main.py)."""
+    variants = tuple(
+        replace(v, encoder=v.encoder if v.encoder.is_absolute() else relative_to / v.encoder) if v.encoder else v
+        for v in experiment.variants)
+    return replace(experiment, variants=variants)

@@ -38,6 +38,7 @@ class Outcome:
     ranks: list[int] = field(default_factory=list)  # 0 = miss, else 1-based rank; warm events only
     new_item: list[bool] = field(default_factory=list)  # per warm event
     tied: list[bool] = field(default_factory=list)  # per warm event: the user has another event in that second
+    users: list[str] = field(default_factory=list)  # per warm event: whose it was (for paired comparisons)
     cold_hits: int = 0
     cold_events: int = 0
     recommended: set[str] = field(default_factory=set)
@@ -53,6 +54,9 @@ class Report:
     metrics: dict[str, float]
     ranks: np.ndarray
     key: str = ""  # the model's key in the JSON (a short identifier); the name when empty
+    # Per warm event, like `ranks`: the user, and whether the item was new (no one had touched it yet).
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    new_item: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def ident(self) -> str:
@@ -97,6 +101,7 @@ def evaluate(
                    diversity_every=diversity_every)
             if warm:
                 out.tied.append((user, event.ts) in tied)
+                out.users.append(user)
             history.add(item)
             interacted.add(item)
         model.learn(event, history)
@@ -106,7 +111,8 @@ def evaluate(
     extra = getattr(model, "extra_metrics", None)  # what a model measures of itself (recstream: online hits)
     if extra is not None:
         metrics.update(extra())
-    return Report(model.name, k, metrics, np.array(out.ranks, dtype=np.int32), key=getattr(model, "key", ""))
+    return Report(model.name, k, metrics, np.array(out.ranks, dtype=np.int32), key=getattr(model, "key", ""),
+                  users=np.array(out.users, dtype=object), new_item=np.array(out.new_item, dtype=bool))
 
 
 def tied_seconds(events: Iterable[Event]) -> set[tuple[str, int]]:

@@ -22,6 +22,7 @@ from models.encoder_training import (
     co_consumed,
     describe,
     fine_tune,
+    match_spread,
     save_tuned,
     select_pairs,
 )
@@ -101,11 +102,13 @@ def encoder_command() -> None:
               help="Weight of a term keeping each text's vector near the base model's (0: none).")
 @click.option("--base-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Blend the trained weights back toward the base model's by this share (0: none).")
+@click.option("--match-spread/--no-match-spread", "match_spread_", default=True, show_default=True,
+              help="Give the tuned space the base model's mean cosine over the catalog (a fixed shift appended to the model).")
 @sources.tie_order_options
 def train_command(movielens: Path | None, use_topics: bool, until: str | None, fraction: float | None, out: Path,
                   base: Path | None, window: int, min_count: int, max_per_item: int, max_pairs: int, epochs: int,
-                  batch_size: int, learning_rate: float, anchor: float, base_weight: float, tie_order: str,
-                  seed: int) -> None:
+                  batch_size: int, learning_rate: float, anchor: float, base_weight: float, match_spread_: bool,
+                  tie_order: str, seed: int) -> None:
     """Fine-tune the encoder on co-consumed item pairs; prints the new model's folder.
 
     `--seed` orders MovieLens's tied events and seeds the training's shuffling and initial state."""
@@ -146,8 +149,14 @@ def train_command(movielens: Path | None, use_topics: bool, until: str | None, f
     model, result = fine_tune(start_from, pairs, texts, train_options, on_step)
     bar.close()
     model = blend_with_base(model, start_from, base_weight)
+    spread: dict[str, float] = {}
+    if match_spread_:
+        model, spread = match_spread(model, start_from, list(texts.values()), seed=seed)
+        click.echo(f"mean cosine over the catalog: base {spread['base_mean_cosine']}, tuned {spread['tuned_mean_cosine']}, "
+                   f"after the shift {spread['matched_mean_cosine']}", err=True)
     info = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data": source_name,
             "cutoff_ts": cutoff, "events_used": used, "base_weight": base_weight,
+            "match_spread": match_spread_, **spread,
             **describe(result, pair_options, train_options)}
     folder = save_tuned(model, out, encoder_info(base_path)["base_model"], info)
     click.echo(f"trained in {result.seconds:.0f} s, {result.steps} steps, final loss {info['final_loss']}", err=True)

@@ -43,6 +43,7 @@ from schemas.records import Event, Item
 from streams.settings import load_experiment
 from streams.lab import sources
 from streams.lab.markdown_sections import write_section
+from streams.lab.paired_runs import compare_with, paired_lines, save_ranks
 from streams.settings import Settings
 
 JSON_KEYS = ("hit@{k}", "ndcg@{k}", "mrr", "new_item_hit@{k}", "coverage")
@@ -152,6 +153,16 @@ def models_for(
         "popularity_recent": lambda: RecentPopularityBaseline(2_000),
     }
     return models + [build[key]() for key in BASELINE_KEYS if key in baselines]
+
+
+def with_variant_encoders(models: Sequence[Model], experiment: Experiment, items: Sequence[Item],
+                          settings: Settings) -> None:
+    """Variants that name their own encoder rank their users with its index, as the workers do."""
+    for variant, path in experiment.encoders.items():
+        index, encoder = build_index(items, settings, path)
+        for model in models:
+            if isinstance(model, RecstreamModel) and model.recommender.experiment is experiment:
+                model.recommender.use_variant_content(variant, index, encoder)
 
 
 def parse_sweep(raw: str) -> tuple[str, list[dict[str, Any]]]:
@@ -303,6 +314,8 @@ def markdown(result: dict[str, Any], reports: Sequence[Report], k: int, command:
                       f"{tk[f'hit@{k}']:.4f} from {tk['lists_received']:,} published lists vs "
                       f"{tk[f'in_process_hit@{k}']:.4f} in-process: difference {tk['difference']:+.4f}, tolerance "
                       f"±{tk['tolerance']}, {'agrees' if tk['agrees'] else 'DOES NOT AGREE'} ({tk['seconds']:.0f} s)."]
+    if "paired" in result:
+        lines += ["", *paired_lines(result["paired"], k)]
     return "\n".join(lines)
 
 
@@ -400,6 +413,11 @@ def plot(reports: Sequence[Report], k: int, path: Path, window: int) -> None:
               "variant's online hit rates, the measure `recstream experiments report` reads from live workers.")
 @click.option("--write", "write_to", type=click.Path(path_type=Path), default=None,
               help="Paste the command line and the table into this Markdown file (a section per kind of run).")
+@click.option("--ranks-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Save recstream's outcome of every scored event (.npz), for a later run's --paired-with.")
+@click.option("--paired-with", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A --ranks-out file of another run of the same events: compare recstream's hit@k with it event "
+              "by event, with intervals that resample users.")
 @click.option("--jobs", default=min(2, os.cpu_count() or 1), show_default=True,
               help="Models evaluated in parallel processes (each on one core).")
 @sources.tie_order_options
@@ -408,8 +426,8 @@ def evaluate_command(
     fraction: float | None, score_from: float | None, encoder_path: Path | None, overrides: tuple[str, ...],
     baseline_keys: str | None, no_baselines: bool, published: bool,
     through_kafka: bool,
-    tolerance: float, sweep: str | None, variants_file: Path | None, jobs: int, write_to: Path | None, tie_order: str,
-    seed: int,
+    tolerance: float, sweep: str | None, variants_file: Path | None, jobs: int, write_to: Path | None,
+    ranks_out: Path | None, paired_with: Path | None, tie_order: str, seed: int,
 ) -> None:
     """Prequential (test-then-learn) evaluation of recstream against the classic baselines."""
     settings = Settings()
@@ -435,6 +453,8 @@ def evaluate_command(
     first_scored = int(len(events) * score_from) if score_from else 0
     if (sweep is not None or through_kafka) and first_scored:
         raise click.UsageError("--score-from works with the main run only: drop --sweep or --through-kafka")
+    if sweep is not None and (ranks_out or paired_with):
+        raise click.UsageError("--ranks-out and --paired-with work with the main run only: drop --sweep")
     index, encoder = build_index(items, settings, encoder_path)
     if sweep is not None:
         run_sweep(sweep, index, encoder, params, events, k, jobs, json_out, plot_out, write_to,
@@ -448,6 +468,8 @@ def evaluate_command(
         models = models_for(index, encoder, params, baselines, len(events), as_worker, configs, experiment)
     except ValueError as exc:  # a catalog too large for a dense baseline
         raise click.ClickException(f"{exc}; or pass --no-baselines") from exc
+    if experiment is not None:
+        with_variant_encoders(models, experiment, items, settings)
     reports = run_models(models, events, index, k, jobs, first_scored)
     meta = {"dataset": str(source.movielens), "events": len(events), "items": len(index), "tie_order": tie_order,
             "seed": seed, "encoder": encoder.name, "scored_from_event": first_scored,
@@ -456,6 +478,11 @@ def evaluate_command(
             "baseline_configs": {"sasrec_retrained": dataclasses.asdict(SASRecConfig(**configs["sasrec"])),
                                  "als_retrained": dataclasses.asdict(ALSConfig(**configs["als"]))}}
     result = result_json(reports, k, meta)
+    own = next(r for r in reports if r.ident == "recstream")
+    if ranks_out:
+        save_ranks(ranks_out, own, len(events), first_scored)
+    if paired_with:
+        result["paired"] = compare_with(paired_with, own, len(events), first_scored, k)
     if through_kafka:
         from streams.lab.evaluate_kafka import compare_through_kafka
 
@@ -471,6 +498,8 @@ def evaluate_command(
         click.echo(line)
     if through_kafka:
         click.echo(f"through Kafka: {json.dumps(result['through_kafka'])}")
+    if paired_with:
+        click.echo("\n".join(paired_lines(result["paired"], k)))
     if json_out:
         write_json(json_out, result)
     if plot_out:

@@ -35,6 +35,7 @@ from streams.worker.covisit_service import CoVisitService
 from streams.worker.credentials import faust_credentials
 from streams.worker.events_agent import EventsProcessor
 from streams.worker.faust_setup import faust_brokers, tune_faust
+from streams.worker.fetch_watchdog import FetchWatchdog
 from streams.worker.http_api import add_read_api
 from streams.worker.list_cache import ListCache
 from streams.worker.loop_lag import LoopLagMonitor
@@ -119,6 +120,7 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
     covisits = CoVisitService(settings, models, covis, loop=app.loop, beacon=app.beacon)
     app.add_dependency(covisits)
     app.add_dependency(LoopLagMonitor(loop=app.loop, beacon=app.beacon))
+    app.add_dependency(FetchWatchdog(app, events_topic.get_topic_name(), loop=app.loop, beacon=app.beacon))
     # Every series the dashboard plots exists from the first scrape, at 0.
     metrics.start_at_zero(partitions, {settings.topic_events: EVENT_REASONS, settings.topic_items: ITEM_REASONS,
                                        changelog_topic(settings): (STATE_UNREADABLE,)}, settings.experiment.names)
@@ -145,6 +147,13 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
 
     catalog.switch_listeners.append(switch_recommender)
 
+    def use_variant_catalog(variant: str, new: Catalog) -> None:
+        """A variant's own encoder is ready: its users are ranked with its index from the next batch on."""
+        if processor is not None:
+            processor.recommender.use_variant_content(variant, new.index, new.encoder)
+
+    catalog.variant_listeners.append(use_variant_catalog)
+
     def get_processor() -> EventsProcessor:
         nonlocal processor
         if processor is None:
@@ -164,6 +173,8 @@ def build_app(settings: Settings, events_partitions: int | None = None, encoder:
                 limits=settings.limits,
                 model_version=settings.model_version,
             )
+            for variant, own in list(catalog.variant_catalogs.items()):  # built or loaded before the first batch
+                processor.recommender.use_variant_content(variant, own.index, own.encoder)
         return processor
 
     # An agent that raises is not restarted (Faust's default would restart it, and its

@@ -9,6 +9,10 @@ It also rolls out new encoder versions: when the folder RECSTREAM_ENCODER_PATH n
 version than the one in use, the whole catalog is embedded again into a new index while the old one
 keeps serving, the items that arrive meanwhile are applied to both, and the new index replaces
 the old in one step of the models thread (docs/encoder.md).
+
+And it keeps one more catalog per experiment variant that names its own encoder: the same items,
+embedded by that encoder, built the same way once the catalog has caught up, kept in step with
+every later change and saved beside the worker's own index (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -49,12 +53,16 @@ class CatalogService(WholeTopicService):
         self.limits = Limits(max_bytes=max(settings.max_message_bytes, 64 * 1024))
         self.catalog: Catalog | None = None
         self._dirty = False
-        # Items applied while a new encoder embeds the catalog: applied to the new index before it
-        # replaces the old one. None when no switch is under way.
-        self._switch_log: list[Item] | None = None
+        # Items applied while a new encoder embeds the catalog, by what is being built ("" for the
+        # worker's own switch, else a variant's name): applied to the new index before it is used.
+        self._build_logs: dict[str, list[Item]] = {}
         self._failed_version: str | None = None
         # Called in the models thread with the new catalog, the moment it replaces the old one.
         self.switch_listeners: list[Callable[[Catalog], None]] = []
+        # The catalogs of variants with an encoder of their own, once built or loaded, and who is
+        # told (in the models thread) when one is ready.
+        self.variant_catalogs: dict[str, Catalog] = {}
+        self.variant_listeners: list[Callable[[str, Catalog], None]] = []
 
     @property
     def index(self) -> ItemIndex:
@@ -84,7 +92,31 @@ class CatalogService(WholeTopicService):
                 if checkpoint.get("topic") == self.settings.topic_items:
                     self._offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
                 log.info("item index loaded from disk", extra={"items": len(index), "path": str(self.settings.index_dir)})
+        if index is not None:
+            self._load_variant_catalogs()
         return Catalog(index or ItemIndex(encoder.dim), encoder)
+
+    def _variant_dir(self, variant: str) -> Path:
+        """Beside the worker's own index (inside it, its atomic save would wipe it)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)
+        return self.settings.index_dir.with_name(f"{self.settings.index_dir.name}.variant-{safe}")
+
+    def _load_variant_catalogs(self) -> None:
+        """The variants' saved indexes that were saved with the worker's own (same offsets) by the same
+        encoder; any other is built again once the catalog has caught up."""
+        for name, path in self.settings.experiment.encoders.items():
+            folder = self._variant_dir(name)
+            if not ItemIndex.exists(folder):
+                continue
+            saved, checkpoint = ItemIndex.load(folder)
+            offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
+            encoder = self._new_encoder(path)
+            if checkpoint.get("encoder") != encoder.name or offsets != self._offsets:
+                log.info(f"the saved index of variant {name!r} is not in step with the worker's: building it again")
+                continue
+            self.variant_catalogs[name] = Catalog(saved, encoder)
+            metrics.ENCODER.labels(encoder.name).set(1)
+            log.info(f"variant {name!r}: item index of encoder {encoder.name} loaded from disk")
 
     async def save(self) -> None:
         """The index and the offsets it reflects, written (and fsynced) in the models thread, where
@@ -96,9 +128,15 @@ class CatalogService(WholeTopicService):
         if self.catalog is None or not self._dirty:
             return
         self._dirty = False
-        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()},
-                      "encoder": self.catalog.encoder.name}
-        await self.models.run(self.catalog.index.save, self.settings.index_dir, checkpoint)
+        checkpoint = {"topic": self.settings.topic_items, "offsets": {str(p): o for p, o in self._offsets.items()}}
+        await self.models.run(self._save_in_models_thread, checkpoint)
+
+    def _save_in_models_thread(self, checkpoint: dict[str, Any]) -> None:
+        """Every index with the same offsets, so a restart can tell which ones are in step."""
+        assert self.catalog is not None
+        self.catalog.index.save(self.settings.index_dir, {**checkpoint, "encoder": self.catalog.encoder.name})
+        for name, catalog in self.variant_catalogs.items():
+            catalog.index.save(self._variant_dir(name), {**checkpoint, "encoder": catalog.encoder.name})
 
     @Service.task
     async def _read_items(self) -> None:
@@ -125,25 +163,35 @@ class CatalogService(WholeTopicService):
         if not items:
             return
         # The index is read and written in the models thread only (streams/worker/model_access.py);
-        # embedding, which needs none of it, runs beside it.
-        catalog = self.catalog
-        todo = await self.models.run(catalog.texts_to_embed, items)
-        vectors = await asyncio.get_running_loop().run_in_executor(None, catalog.embed, todo) if todo else {}
-        update = await self.models.run(self._apply_in_models_thread, catalog, items, vectors)
+        # embedding, which needs none of it, runs beside it. Every catalog (the worker's and the
+        # variants') gets the items in the same models-thread step, so none ranks with a stale one.
+        catalogs = [self.catalog, *self.variant_catalogs.values()]
+        todos = await self.models.run(lambda: [c.texts_to_embed(items) for c in catalogs])
+        loop = asyncio.get_running_loop()
+        vectors = [await loop.run_in_executor(None, c.embed, todo) if todo else {} for c, todo in zip(catalogs, todos)]
+        update = await self.models.run(self._apply_in_models_thread, catalogs, items, vectors)
         metrics.ITEMS_EMBEDDED.inc(update.embedded)
         metrics.ITEMS_INGESTED.labels("upsert").inc(len(update.upserted))
         metrics.ITEMS_INGESTED.labels("delete").inc(len(update.deleted))
         metrics.INDEX_SIZE.set(len(self.catalog.index))
 
-    def _apply_in_models_thread(self, embedded_by: Catalog, items: list[Item], vectors: dict[str, Any]) -> Any:
-        """Apply to the catalog in use; note the items for a switch under way. Vectors made by an
-        encoder that was switched away from meanwhile are made again by the one in use."""
+    def _apply_in_models_thread(self, embedded_by: list[Catalog], items: list[Item], vectors: list[dict[str, Any]]
+                                ) -> Any:
+        """Apply to every catalog in use; note the items for builds under way. A catalog that was not
+        in use when the vectors were made (switched to, or built, meanwhile) embeds them itself."""
         assert self.catalog is not None
-        if self._switch_log is not None:
-            self._switch_log.extend(items)
-        if self.catalog is not embedded_by:
-            vectors = self.catalog.embed(self.catalog.texts_to_embed(items))
-        return self.catalog.apply(items, vectors)
+        for pending in self._build_logs.values():
+            pending.extend(items)
+        made = {id(c): v for c, v in zip(embedded_by, vectors)}
+
+        def apply(catalog: Catalog) -> Any:
+            if id(catalog) not in made:
+                return catalog.apply(items, catalog.embed(catalog.texts_to_embed(items)))
+            return catalog.apply(items, made[id(catalog)])
+
+        for catalog in self.variant_catalogs.values():
+            metrics.ITEMS_EMBEDDED.inc(apply(catalog).embedded)
+        return apply(self.catalog)
 
     # -- rolling out a new encoder version --------------------------------------------------------
     @Service.task
@@ -176,8 +224,9 @@ class CatalogService(WholeTopicService):
             described: list[ItemMeta] = await self.models.run(self._begin_switch)
             index = await loop.run_in_executor(None, embedded_again, described, encoder)
             await self.models.run(self._finish_switch, Catalog(index, encoder))
+            metrics.ITEMS_EMBEDDED.inc(len(described))
         except Exception as exc:
-            self._switch_log = None
+            self._build_logs.pop("", None)
             self._failed_version = version
             metrics.ENCODER_SWITCH_FAILURES.inc()
             log.error(f"encoder {version} at {path} not rolled out: {exc}; the worker keeps the current encoder")
@@ -189,19 +238,77 @@ class CatalogService(WholeTopicService):
 
     def _begin_switch(self) -> list[ItemMeta]:
         """In the models thread: the items as they are now; from now on, applied items are noted."""
+        return self._begin_build("")
+
+    def _begin_build(self, key: str) -> list[ItemMeta]:
+        """In the models thread: the items as they are now; from now on, applied items are noted under `key`."""
         assert self.catalog is not None
-        self._switch_log = []
+        self._build_logs[key] = []
         return self.catalog.index.described()
+
+    def _caught_up_build(self, key: str, new: Catalog) -> None:
+        """In the models thread: the items applied while `new` was embedded, applied to it too."""
+        pending = self._build_logs.pop(key)
+        if pending:
+            new.ingest(pending)
 
     def _finish_switch(self, new: Catalog) -> None:
         """In the models thread: catch the new index up with the items applied meanwhile, then swap."""
-        assert self.catalog is not None and self._switch_log is not None
-        if self._switch_log:
-            new.ingest(self._switch_log)
+        assert self.catalog is not None
+        self._caught_up_build("", new)
         for listener in self.switch_listeners:  # the recommender refuses an encoder the users' vectors cannot use
             listener(new)
-        old, self.catalog, self._switch_log = self.catalog, new, None
+        old, self.catalog = self.catalog, new
         metrics.ENCODER.labels(old.encoder.name).set(0)
         metrics.ENCODER.labels(new.encoder.name).set(1)
         metrics.ENCODER_SWITCHES.inc()
         metrics.INDEX_SIZE.set(len(new.index))
+
+    # -- variants with an encoder of their own -------------------------------------------------------
+    @Service.task
+    async def _build_variant_catalogs(self) -> None:
+        """Once the catalog has caught up: each variant's catalog that was not loaded from disk."""
+        wanted = self.settings.experiment.encoders
+        if not wanted:
+            return
+        await self.caught_up.wait()
+        for name, path in wanted.items():
+            if name not in self.variant_catalogs and not self.should_stop:
+                await self.build_variant_catalog(name, path)
+
+    async def build_variant_catalog(self, variant: str, path: Path) -> bool:
+        """Embed the catalog with the encoder at `path` for `variant`'s users. Until it is ready they
+        are ranked like everyone else; a failure leaves them so, and says why in the log."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        log.info(f"variant {variant!r} ranks with the encoder at {path}: embedding the catalog for it")
+        try:
+            encoder = await loop.run_in_executor(None, self._new_encoder, path)
+            described: list[ItemMeta] = await self.models.run(self._begin_build, variant)
+            index = await loop.run_in_executor(None, embedded_again, described, encoder)
+            await self.models.run(self._finish_variant, variant, Catalog(index, encoder))
+            metrics.ITEMS_EMBEDDED.inc(len(described))
+        except Exception as exc:
+            self._build_logs.pop(variant, None)
+            metrics.ENCODER_SWITCH_FAILURES.inc()
+            log.error(f"variant {variant!r}: the encoder at {path} could not be used: {exc}; its users are ranked "
+                      "with the worker's encoder")
+            return False
+        self._dirty = True
+        await self.save()
+        log.info(f"variant {variant!r} ranks with encoder {encoder.name}: {len(index)} items embedded in "
+                 f"{time.monotonic() - started:.1f} s")
+        return True
+
+    def _finish_variant(self, variant: str, new: Catalog) -> None:
+        """In the models thread: catch the variant's index up with the items applied meanwhile, then use it."""
+        self._caught_up_build(variant, new)
+        # Kept before the listeners hear of it: a recommender made meanwhile copies what is kept.
+        self.variant_catalogs[variant] = new
+        try:
+            for listener in self.variant_listeners:
+                listener(variant, new)
+        except Exception:  # refused (another vector size): not kept either
+            del self.variant_catalogs[variant]
+            raise
+        metrics.ENCODER.labels(new.encoder.name).set(1)

@@ -218,13 +218,12 @@ class EventsProcessor:
         to dead-letter; only a fault of the worker's own raises."""
         states, quarantined = decode_states(raw)
         result, failures = self._step(states, positioned)
-        # Read here, in the models thread where an encoder switch also runs: the stamp names the
-        # encoder whose index made these lists.
-        version = f"{self.model_version}+{self.recommender.encoder.name}"
+        # The stamp names the encoder whose index made each list: the worker's, or the user's variant's.
         return Computed(
             result=result,
             states={user_id: encode_state(state) for user_id, state in result.states.items()},
-            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id, version,
+            lists={user_id: recommendation_value(user_id, items, result.triggers[user_id].event_id,
+                                                 f"{self.model_version}+{result.encoders[user_id]}",
                                                  result.variants[user_id], len(result.states[user_id].shown))
                    for user_id, items in result.recommendations.items()},
             quarantined=quarantined,
@@ -421,6 +420,7 @@ def step_each(
             merged.recommendations.pop(user_id, None)
             merged.triggers.pop(user_id, None)
             merged.variants.pop(user_id, None)
+            merged.encoders.pop(user_id, None)
             merged.erased.add(user_id)
         for user_id, state in r.states.items():
             merged.states[user_id] = state
@@ -428,6 +428,7 @@ def step_each(
             merged.erased.discard(user_id)
         merged.recommendations.update(r.recommendations)
         merged.variants.update(r.variants)
+        merged.encoders.update(r.encoders)
         merged.online += r.online
         merged.triggers.update(r.triggers)
         merged.applied += r.applied

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from models.variants import Experiment, VariantsError
 from streams.kafka.topics import ensure_topics, topic_specs, wait_for_kafka
 from streams.settings import Settings
 from streams.worker import commit_gate, logs, metrics
@@ -30,6 +31,17 @@ def events_partition_count(admin: AdminClient, settings: Settings) -> int:
     return count
 
 
+def check_variant_encoders(experiment: Experiment) -> None:
+    """Every variant's encoder folder holds a model, or a VariantsError naming the variant and what is wrong."""
+    from models.encoder import check_model_folder
+
+    for variant, folder in experiment.encoders.items():
+        try:
+            check_model_folder(folder)
+        except (OSError, ValueError) as exc:
+            raise VariantsError(f"variant {variant!r}'s encoder: {exc}") from None
+
+
 def run_worker(settings: Settings) -> None:
     import faust
 
@@ -40,6 +52,7 @@ def run_worker(settings: Settings) -> None:
     settings.experiment  # a bad variants file stops the worker here, with one line, before it joins the group
     if settings.encoder_path is not None:
         check_model_folder(settings.encoder_path)  # and so does an encoder folder without a model
+    check_variant_encoders(settings.experiment)
     admin = wait_for_kafka(settings)
     ensure_topics(admin, topic_specs(settings))
     partitions = events_partition_count(admin, settings)

@@ -27,6 +27,10 @@ FETCH_HOLES_REFUSED = Counter(
     "recstream_fetch_holes_refused_total",
     "Holes in a partition's offsets that a re-read did not confirm: left unacked, so commits wait until they are read",
 )
+FETCH_STALLS = Counter(
+    "recstream_fetch_stalls_total",
+    "Partitions that had events to read but whose read offset did not move for 30 s (the log says what held them)",
+)
 STEP_RETRIES = Counter("recstream_step_retries_total", "Batches whose step raised and was tried again")
 WORKER_FAILURES = Counter(
     "recstream_worker_failures_total",

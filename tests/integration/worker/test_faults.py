@@ -162,3 +162,21 @@ def test_events_re_sent_before_a_kill_are_applied_once(faulty: LocalStack, tmp_p
     rows = wait_until_counted(worker.env, tmp_path / "rekey.jsonl", sent, 60)
     assert lost_and_twice(sent, rows) == (0, 0)
     assert (worker.metric("recstream_events_duplicate_total") or 0) > 0, "second copies were recognised"
+
+
+@pytest.mark.faults("drop_tail")
+def test_a_partition_whose_newest_event_was_skipped_is_read_again_by_the_watchdog(faulty: LocalStack,
+                                                                                  tmp_path: Path) -> None:
+    settings = faulty.settings()
+    publisher, worker = faulty.start_worker_with_catalog(CATALOG, "tail")
+    now = int(time.time() * 1000)
+    events = [Event(event_id=f"t{n}", user_id=f"tail-{n % 12}", type=EventType.CLICK, item_id=CATALOG[n].item_id,
+                    ts=now + n) for n in range(48)]
+    publish_events(publisher, settings.topic_events, events)
+    publisher.flush()
+    rows = wait_until_applied(worker.env, tmp_path / "tail.jsonl", {e.user_id: e.event_id for e in events}, 150)
+    assert lost_and_twice(events_per_user(events), rows) == (0, 0)
+    assert (tmp_path / "fault-drop_tail.done").exists(), "the fault fired"
+    assert worker.metric("recstream_fetch_stalls_total") == 1.0
+    log = (faulty.root / "tail.log").read_text()
+    assert "has events to read" in log and "reading it again from" in log

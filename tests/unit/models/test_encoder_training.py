@@ -22,7 +22,10 @@ from models.encoder_training import (
     co_consumed,
     content_hash,
     fine_tune,
+    match_spread,
+    mean_cosine,
     save_tuned,
+    spread_shift,
     select_pairs,
 )
 from models.index import ItemIndex
@@ -141,3 +144,59 @@ def test_blending_with_the_base_puts_every_weight_between_the_two(tuned) -> None
         np.testing.assert_allclose(blended[k].numpy(), (0.25 * base[k] + 0.75 * tuned_weights[k]).numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="base_weight"):
         blend_with_base(blended, bundled_model_path(), 1.0)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 300), st.integers(2, 24), st.integers(0, 10**6))
+def test_the_mean_cosine_of_two_items_is_the_brute_force_one(n: int, dim: int, seed: int) -> None:
+    vectors = _unit(np.random.default_rng(seed).normal(size=(n, dim)) + 0.5)
+    sims = vectors @ vectors.T
+    brute = (sims.sum() - np.trace(sims)) / (n * (n - 1))
+    assert mean_cosine(vectors) == pytest.approx(brute, abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(50, 600), st.floats(0.5, 3.0), st.floats(0.05, 0.6), st.integers(0, 10**6))
+def test_the_shift_gives_a_crowded_space_the_target_spread(n: int, crowding: float, target: float, seed: int) -> None:
+    """A space pulled toward one direction (as the fine-tune pulls the catalog) gets the target mean cosine back;
+    one already as spread as the target is left alone."""
+    rng = np.random.default_rng(seed)
+    crowded = _unit(rng.normal(size=(n, 16)) + crowding * rng.normal(size=16))
+    shift = spread_shift(crowded, target)
+    moved = crowded - shift
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    if mean_cosine(crowded) <= target:
+        assert not shift.any()
+    else:
+        assert mean_cosine(moved) == pytest.approx(target, abs=1e-6)
+        assert np.linalg.norm(shift) < np.linalg.norm(crowded.mean(axis=0)) + 1e-9  # at most the whole mean
+
+
+def test_a_spread_matched_model_loads_as_a_folder_and_has_the_base_spread(tmp_path: Path) -> None:
+    """A model whose every vector is pulled one way (a fixed shift appended to the bundled one) gets the base
+    model's spread back; the shift is part of the saved model (sentence-transformers' own modules), so whoever
+    loads the folder gets it."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    crowded = SentenceTransformer(str(bundled_model_path()), device="cpu")
+    pull = np.random.default_rng(3).normal(size=384)
+    crowded.append(Dense(384, 384, activation_function=torch.nn.Identity(), init_weight=torch.eye(384),
+                         init_bias=torch.tensor(pull / np.linalg.norm(pull), dtype=torch.float32)))
+    crowded.append(Normalize())
+    texts = list(TEXTS.values()) + [f"{t} (restored)" for t in TEXTS.values()]
+    model, measured = match_spread(crowded, bundled_model_path(), texts)
+    assert measured["tuned_mean_cosine"] > measured["base_mean_cosine"] + 0.2
+    assert measured["matched_mean_cosine"] == pytest.approx(measured["base_mean_cosine"], abs=1e-3)
+    saved = save_tuned(model, tmp_path, "all-MiniLM-L6-v2", {})
+    vectors = SentenceEncoder(saved).encode(texts)
+    assert mean_cosine(vectors) == pytest.approx(measured["base_mean_cosine"], abs=0.01)
+    # What is near what survives: each text's nearest other text is the base model's.
+    base = SentenceEncoder(bundled_model_path()).encode(texts)
+    nearest = [np.argsort(-(v @ v.T), axis=1)[:, 1] for v in (vectors, base)]
+    assert (nearest[0] == nearest[1]).mean() >= 0.8

@@ -14,6 +14,7 @@ from models.params import CoreParams
 from models.pipeline import Positioned, Recommender, is_redelivery
 from models.covisitation import CoVisitation
 from models.ranking import POPULAR_REASON
+from models.variants import Experiment
 from schemas.records import Event, EventType
 
 DIM = 8
@@ -458,3 +459,42 @@ def test_stored_candidates_come_after_the_shown_list_and_are_not_judged() -> Non
     assert [s.item_id for s in plain.recommendations["u"]] == listed[:3]
     nxt = rec.step(out.states, [Positioned(_ev("e2", "u", EventType.CLICK, listed[5]), 2)])
     assert nxt.online == [("default", 0)], "a stored candidate was not shown: not a hit"
+
+
+def _variant_experiment() -> Experiment:
+    return Experiment.from_spec({"salt": "enc", "variants": [
+        {"name": "default", "share": 0.5}, {"name": "tuned", "share": 0.5, "encoder": "/models/tuned"}]}, CoreParams())
+
+
+def _index_of(vectors: np.ndarray) -> ItemIndex:
+    idx = ItemIndex(DIM, capacity=4)
+    for n, v in enumerate(vectors):
+        idx.upsert(f"i{n}", f"Title {n}", [], f"h{n}", v)
+    return idx
+
+
+def test_a_variant_with_its_own_encoder_is_ranked_with_its_index_and_no_one_else_is() -> None:
+    experiment = _variant_experiment()
+    users = [f"user-{n}" for n in range(40)]
+    plain = next(u for u in users if experiment.variant_of(u).name == "default")
+    tuned = next(u for u in users if experiment.variant_of(u).name == "tuned")
+    base_enc, tuned_enc = HashEncoder(), HashEncoder()
+    tuned_enc.name = "tuned-test"
+    rec = Recommender(_index_of(VECS), base_enc, CoreParams(), experiment=experiment)
+    tuned_index = _index_of(_vecs(seed=1))
+    rec.use_variant_content("tuned", tuned_index, tuned_enc)
+    batch = [Positioned(_ev("c1", plain, EventType.CLICK, "i3"), 1), Positioned(_ev("c2", tuned, EventType.CLICK, "i3"), 2),
+             Positioned(_ev("s1", plain, EventType.SEARCH, query="space horror"), 3),
+             Positioned(_ev("s2", tuned, EventType.SEARCH, query="war drama"), 4)]
+    out = rec.step({}, batch)
+    assert out.encoders == {plain: "hash-test", tuned: "tuned-test"}
+    assert base_enc.calls == [["space horror"]] and tuned_enc.calls == [["war drama"]]
+    # Each user's lists and state are exactly what a recommender holding only their encoder's index makes.
+    for user, vectors in ((plain, VECS), (tuned, _vecs(seed=1))):
+        alone = Recommender(_index_of(vectors), HashEncoder(), CoreParams(), experiment=experiment)
+        expected = alone.step({}, [p for p in batch if p.event.user_id == user])
+        assert out.recommendations[user] == expected.recommendations[user]
+        np.testing.assert_array_equal(out.states[user].long, expected.states[user].long)
+    assert rec.content_of("default") == (rec.index, base_enc)
+    with pytest.raises(ValueError, match="9-dimensional vectors"):
+        rec.use_variant_content("tuned", ItemIndex(DIM + 1), HashEncoder(DIM + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -58,8 +59,19 @@ def test_a_new_salt_reshuffles_users() -> None:
     ({"variants": []}, "non-empty list"),
     ({"salt": "x", "variants": [{"name": "default", "share": 1}], "extra": 1}, "unknown key(s) ['extra']"),
     ({"variants": [{"name": "default", "share": 1, "weight": 2}]}, "unknown key(s) ['weight']"),
+    ({"variants": [{"name": "default", "share": 1, "encoder": "/models/v2"}]}, "uses the worker's encoder"),
+    ({"variants": [{"name": "default", "share": 0.5}, {"name": "b", "share": 0.5, "encoder": 3}]},
+     "`encoder` must be the path of an encoder folder"),
 ])
 def test_bad_files_get_one_line_errors(bad: dict, message: str) -> None:
     with pytest.raises(VariantsError) as err:
         Experiment.from_spec(bad, BASE)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_variant_may_name_its_own_encoder_and_the_others_keep_the_workers() -> None:
+    experiment = Experiment.from_spec({"variants": [{"name": "default", "share": 0.5},
+                                                    {"name": "tuned", "share": 0.5, "encoder": "/models/v2"}]}, BASE)
+    assert experiment.encoders == {"tuned": Path("/models/v2")}
+    assert experiment.params_of("tuned") == BASE
+    assert Experiment.single(BASE).encoders == {}

@@ -45,3 +45,40 @@ def test_a_bad_file_is_one_line_naming_the_file(tmp_path: Path, text: str, messa
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(VariantsError, match="cannot read the variants file"):
         load_experiment(tmp_path / "missing.yaml", CoreParams())
+
+
+def _encoder_variants(encoder: str) -> str:
+    return f"""
+salt: encoders
+variants:
+  - name: default
+    share: 0.5
+  - name: tuned
+    share: 0.5
+    encoder: {encoder}
+"""
+
+
+def test_a_variant_encoder_path_is_read_relative_to_the_variants_file(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "tuned-v1"
+    model.mkdir(parents=True)
+    (model / "modules.json").write_text("[]")
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "variants.yaml"
+    path.write_text(_encoder_variants("../models/tuned-v1"))
+    experiment = load_experiment(path, CoreParams())
+    assert experiment.encoders == {"tuned": tmp_path / "conf" / ".." / "models" / "tuned-v1"}
+    path.write_text(_encoder_variants(str(model)))
+    assert load_experiment(path, CoreParams()).encoders == {"tuned": model}
+
+
+def test_a_variant_encoder_folder_without_a_model_stops_the_worker_with_one_line(tmp_path: Path) -> None:
+    from streams.worker.main import check_variant_encoders
+
+    path = tmp_path / "variants.yaml"
+    path.write_text(_encoder_variants("nowhere"))
+    experiment = load_experiment(path, CoreParams())  # the file itself is fine
+    with pytest.raises(VariantsError) as err:
+        check_variant_encoders(experiment)
+    assert "variant 'tuned'" in str(err.value) and "no sentence-transformers model" in str(err.value)
+    assert str(tmp_path / "nowhere") in str(err.value) and "\n" not in str(err.value)

@@ -11,6 +11,9 @@ runs clean.
 - refuse_output:  the first flush after events were processed reports a delivery error
 - kill_after_rekey: at the first offset commit after events were re-sent to their user's
                   partition, wait until the re-sends are in Kafka, then kill -9 (before committing)
+- drop_tail:      the first time a fetch holds the newest event of a partition, that event is dropped
+                  before Faust sees it, as Faust drops records around rebalances: no later record
+                  shows the hole, so only the fetch watchdog can get it read
 """
 
 from __future__ import annotations
@@ -88,9 +91,26 @@ def _patch_commit() -> None:
     commit_gate.gate_commits = gate_commits
 
 
+def _patch_fetch() -> None:
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.getmany
+    topic = os.environ.get("RECSTREAM_TOPIC_EVENTS", "events")
+
+    async def getmany(self, timeout):  # type: ignore[no-untyped-def]
+        async for tp, message in original(self, timeout):
+            if tp.topic == topic and message.offset == (self.highwater(tp) or 0) - 1 and _once("drop_tail"):
+                continue
+            yield tp, message
+
+    Consumer.getmany = getmany
+
+
 if FAULTS & {"poison_query", "flaky_encoder"}:
     _patch_encoder()
 if "refuse_output" in FAULTS:
     _patch_output()
 if "kill_after_rekey" in FAULTS:
     _patch_commit()
+if "drop_tail" in FAULTS:
+    _patch_fetch()

@@ -133,3 +133,63 @@ def test_sweep_models_differ_only_in_the_swept_parameter() -> None:
     assert [m.name for m in models] == ["recstream (diversity_lambda=0.0)", "recstream (diversity_lambda=0.3)"]
     assert [m.recommender.params.diversity_lambda for m in models] == [0.0, 0.3]
     assert models[0].recommender.params.top_k == models[1].recommender.params.top_k
+
+
+def test_evaluate_ranks_a_variant_with_its_own_encoder_as_the_workers_do(tmp_path: Path) -> None:
+    """The published run's variant that names an encoder gets an index embedded by it; nothing else changes."""
+    from models.encoder import bundled_model_path
+    from models.evaluation.recstream_model import RecstreamModel
+    from models.variants import Experiment
+    from schemas.records import Item
+    from streams.lab.evaluate import build_index, with_variant_encoders
+    from streams.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", encoder_int8=True)
+    items = [Item(item_id=f"m{n}", title=f"Movie {n}", categories=["Drama"]) for n in range(5)]
+    index, encoder = build_index(items, settings)
+    experiment = Experiment.from_spec({"variants": [{"name": "default", "share": 0.5},
+                                                    {"name": "tuned", "share": 0.5, "encoder": str(bundled_model_path())}]},
+                                      CoreParams())
+    protocol, published = RecstreamModel(index, encoder, CoreParams()), RecstreamModel(
+        index, encoder, CoreParams(), published=True, experiment=experiment)
+    with_variant_encoders([protocol, published], experiment, items, Settings(data_dir=tmp_path / "data"))
+    own_index, own_encoder = published.recommender.content_of("tuned")
+    assert own_encoder.name == "all-MiniLM-L6-v2" and encoder.name == "all-MiniLM-L6-v2-int8"
+    assert own_index is not index and sorted(own_index.item_ids()) == sorted(index.item_ids())
+    assert published.recommender.content_of("default") == (index, encoder)
+    assert protocol.recommender.content_of("tuned") == (index, encoder), "the protocol's run has no variants"
+
+
+def _tiny_movielens(folder: Path) -> Path:
+    """Six films, four users, sixty ratings: enough warm events to pair two runs."""
+    folder.mkdir(parents=True)
+    films = ["Alien (1979),Horror|Sci-Fi", "Aliens (1986),Action|Sci-Fi", "Heat (1995),Action|Crime",
+             "Notting Hill (1999),Comedy|Romance", "Toy Story (1995),Animation|Children", "Love Actually (2003),Romance"]
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + "".join(f"{i + 1},{f}\n" for i, f in enumerate(films)))
+    rows = [f"{u},{(u + n) % 6 + 1},4.0,{1_000_000 + 60 * n + u}\n" for n in range(15) for u in range(1, 5)]
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(rows))
+    return folder
+
+
+def test_a_run_paired_with_a_saved_one_is_compared_event_by_event_and_other_events_are_refused(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    movielens = _tiny_movielens(tmp_path / "ml")
+    env = {"RECSTREAM_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    common = ["evaluate", "--movielens", str(movielens), "--no-baselines", "--no-published", "--jobs", "1"]
+    first = CliRunner().invoke(cli, [*common, "--ranks-out", str(tmp_path / "a.ranks")], env=env)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, [*common, "--set", "w_popularity=0", "--paired-with", str(tmp_path / "a.ranks"),
+                                      "--json", str(tmp_path / "b.json")], env=env)
+    assert second.exit_code == 0, second.output
+    paired = json.loads((tmp_path / "b.json").read_text())["paired"]
+    warm = json.loads((tmp_path / "b.json").read_text())["recstream"]["warm_events"]
+    assert paired["all"]["events"] == warm > 0 and paired["all"]["users"] == 4
+    assert paired["all"]["only_b"] - paired["all"]["only_a"] == round(paired["all"]["diff"] * warm)
+    assert "Paired with the run in" in second.output and "resampling users" in second.output
+    other = CliRunner().invoke(cli, [*common, "--limit", "40", "--paired-with", str(tmp_path / "a.ranks")], env=env)
+    assert other.exit_code != 0 and "holds another run's events" in other.output
