@@ -258,22 +258,30 @@ def match_spread(model: Any, base: Path, texts: Sequence[str], sample: int = 2_0
 
     Returns the model and what was measured: the mean cosine of the base model, of the tuned one
     before the shift and after it, and the shift's length."""
-    import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
     chosen = list(texts) if len(texts) <= sample else random.Random(seed).sample(list(texts), sample)
     reference = SentenceTransformer(str(base), device="cpu")
     target = mean_cosine(reference.encode(chosen, batch_size=128, normalize_embeddings=True, show_progress_bar=False))
     tuned = model.encode(chosen, batch_size=128, normalize_embeddings=True, show_progress_bar=False)
     shift = spread_shift(tuned, target)
-    dim = tuned.shape[1]
-    model.append(Dense(dim, dim, bias=True, activation_function=torch.nn.Identity(),
-                       init_weight=torch.eye(dim), init_bias=torch.tensor(-shift, dtype=torch.float32)))
-    model.append(Normalize())
+    append_shift(model, shift)
     after = mean_cosine(_shifted(tuned, shift))
     return model, {"base_mean_cosine": round(target, 4), "tuned_mean_cosine": round(mean_cosine(tuned), 4),
                    "matched_mean_cosine": round(after, 4), "shift_norm": round(float(np.linalg.norm(shift)), 4)}
+
+
+def append_shift(model: Any, shift: np.ndarray) -> Any:
+    """Append to a sentence-transformers model the removal of `shift` from every vector and a re-normalisation
+    (its own Dense and Normalize modules: saved and loaded with the model like any other layer)."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    dim = len(shift)
+    model.append(Dense(dim, dim, bias=True, activation_function=torch.nn.Identity(),
+                       init_weight=torch.eye(dim), init_bias=torch.tensor(-shift, dtype=torch.float32)))
+    model.append(Normalize())
+    return model
 
 
 def content_hash(folder: Path) -> str:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +111,11 @@ class CatalogService(WholeTopicService):
                 continue
             saved, checkpoint = ItemIndex.load(folder)
             offsets = {int(p): int(o) for p, o in checkpoint.get("offsets", {}).items()}
-            encoder = self._new_encoder(path)
-            if checkpoint.get("encoder") != encoder.name or offsets != self._offsets:
+            # The name from the folder's description: the model itself is loaded only for an index that is kept.
+            if checkpoint.get("encoder") != encoder_name(self.settings.encoder_int8, path) or offsets != self._offsets:
                 log.info(f"the saved index of variant {name!r} is not in step with the worker's: building it again")
                 continue
+            encoder = self._new_encoder(path)
             self.variant_catalogs[name] = Catalog(saved, encoder)
             metrics.ENCODER.labels(encoder.name).set(1)
             log.info(f"variant {name!r}: item index of encoder {encoder.name} loaded from disk")
@@ -216,29 +218,35 @@ class CatalogService(WholeTopicService):
 
         Lists keep coming from the old index until the new one is complete. A failure (a folder
         without a model, another vector size) keeps the old encoder and is not retried for `version`."""
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         log.info(f"encoder {version} found at {path}: embedding the catalog again")
         try:
-            encoder = await loop.run_in_executor(None, self._new_encoder, path)
-            described: list[ItemMeta] = await self.models.run(self._begin_switch)
-            index = await loop.run_in_executor(None, embedded_again, described, encoder)
-            await self.models.run(self._finish_switch, Catalog(index, encoder))
-            metrics.ITEMS_EMBEDDED.inc(len(described))
+            new = await self._embedded_with(path, "", self._finish_switch)
         except Exception as exc:
-            self._build_logs.pop("", None)
             self._failed_version = version
             metrics.ENCODER_SWITCH_FAILURES.inc()
             log.error(f"encoder {version} at {path} not rolled out: {exc}; the worker keeps the current encoder")
             return False
         self._dirty = True
         await self.save()
-        log.info(f"switched to encoder {version}: {len(index)} items embedded in {time.monotonic() - started:.1f} s")
+        log.info(f"switched to encoder {version}: {len(new.index)} items embedded in {time.monotonic() - started:.1f} s")
         return True
 
-    def _begin_switch(self) -> list[ItemMeta]:
-        """In the models thread: the items as they are now; from now on, applied items are noted."""
-        return self._begin_build("")
+    async def _embedded_with(self, path: Path, key: str, finish: Callable[[Catalog], None]) -> Catalog:
+        """The catalog embedded again by the encoder at `path` into a new index, off the event loop while
+        the current one keeps serving; in the models thread, caught up with the items applied meanwhile
+        (noted under `key`) and handed to `finish`. A failure raises, with nothing left noted."""
+        loop = asyncio.get_running_loop()
+        try:
+            encoder = await loop.run_in_executor(None, self._new_encoder, path)
+            described: list[ItemMeta] = await self.models.run(self._begin_build, key)
+            new = Catalog(await loop.run_in_executor(None, embedded_again, described, encoder), encoder)
+            await self.models.run(self._caught_up_build, key, new, finish)
+        except Exception:
+            self._build_logs.pop(key, None)
+            raise
+        metrics.ITEMS_EMBEDDED.inc(len(described))
+        return new
 
     def _begin_build(self, key: str) -> list[ItemMeta]:
         """In the models thread: the items as they are now; from now on, applied items are noted under `key`."""
@@ -246,16 +254,16 @@ class CatalogService(WholeTopicService):
         self._build_logs[key] = []
         return self.catalog.index.described()
 
-    def _caught_up_build(self, key: str, new: Catalog) -> None:
-        """In the models thread: the items applied while `new` was embedded, applied to it too."""
+    def _caught_up_build(self, key: str, new: Catalog, finish: Callable[[Catalog], None]) -> None:
+        """In the models thread: the items applied while `new` was embedded, applied to it too; then `finish`."""
         pending = self._build_logs.pop(key)
         if pending:
             new.ingest(pending)
+        finish(new)
 
     def _finish_switch(self, new: Catalog) -> None:
-        """In the models thread: catch the new index up with the items applied meanwhile, then swap."""
+        """In the models thread: swap to the new index, caught up with the items applied meanwhile."""
         assert self.catalog is not None
-        self._caught_up_build("", new)
         for listener in self.switch_listeners:  # the recommender refuses an encoder the users' vectors cannot use
             listener(new)
         old, self.catalog = self.catalog, new
@@ -279,30 +287,23 @@ class CatalogService(WholeTopicService):
     async def build_variant_catalog(self, variant: str, path: Path) -> bool:
         """Embed the catalog with the encoder at `path` for `variant`'s users. Until it is ready they
         are ranked like everyone else; a failure leaves them so, and says why in the log."""
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         log.info(f"variant {variant!r} ranks with the encoder at {path}: embedding the catalog for it")
         try:
-            encoder = await loop.run_in_executor(None, self._new_encoder, path)
-            described: list[ItemMeta] = await self.models.run(self._begin_build, variant)
-            index = await loop.run_in_executor(None, embedded_again, described, encoder)
-            await self.models.run(self._finish_variant, variant, Catalog(index, encoder))
-            metrics.ITEMS_EMBEDDED.inc(len(described))
+            new = await self._embedded_with(path, variant, partial(self._finish_variant, variant))
         except Exception as exc:
-            self._build_logs.pop(variant, None)
             metrics.ENCODER_SWITCH_FAILURES.inc()
             log.error(f"variant {variant!r}: the encoder at {path} could not be used: {exc}; its users are ranked "
                       "with the worker's encoder")
             return False
         self._dirty = True
         await self.save()
-        log.info(f"variant {variant!r} ranks with encoder {encoder.name}: {len(index)} items embedded in "
+        log.info(f"variant {variant!r} ranks with encoder {new.encoder.name}: {len(new.index)} items embedded in "
                  f"{time.monotonic() - started:.1f} s")
         return True
 
     def _finish_variant(self, variant: str, new: Catalog) -> None:
-        """In the models thread: catch the variant's index up with the items applied meanwhile, then use it."""
-        self._caught_up_build(variant, new)
+        """In the models thread: use the variant's index, caught up with the items applied meanwhile."""
         # Kept before the listeners hear of it: a recommender made meanwhile copies what is kept.
         self.variant_catalogs[variant] = new
         try:

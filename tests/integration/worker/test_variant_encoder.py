@@ -17,7 +17,7 @@ import pytest
 
 from models.datasets.synthetic import generate_catalog
 from models.encoder import bundled_model_path
-from models.encoder_training import save_tuned
+from models.encoder_training import append_shift, save_tuned
 from schemas.records import Event, EventType, Item
 from streams.kafka.producing import publish_events, publish_items
 from streams.kafka.watching import RecommendationWatcher
@@ -31,17 +31,11 @@ BASE_VERSION = "all-MiniLM-L6-v2"
 
 def shifted_encoder(out: Path) -> Path:
     """The bundled model plus a fixed shift and a re-normalisation, saved as a versioned folder."""
-    import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
-    dim = model.get_embedding_dimension()
-    shift = np.random.default_rng(5).normal(size=dim)
-    shift *= 0.3 / np.linalg.norm(shift)
-    model.append(Dense(dim, dim, activation_function=torch.nn.Identity(), init_weight=torch.eye(dim),
-                       init_bias=torch.tensor(shift, dtype=torch.float32)))
-    model.append(Normalize())
+    shift = np.random.default_rng(5).normal(size=model.get_embedding_dimension())
+    append_shift(model, -0.3 * shift / np.linalg.norm(shift))
     return save_tuned(model, out, BASE_VERSION, {"note": "test encoder: a fixed shift"})
 
 

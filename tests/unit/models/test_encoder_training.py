@@ -16,6 +16,7 @@ from models.catalog import Catalog, embedded_again
 from models.encoder import ENCODER_INFO_FILE, SentenceEncoder, bundled_model_path, check_model_folder, encoder_name
 from models.encoder_training import (
     PairOptions,
+    append_shift,
     TrainOptions,
     batches_without_repeats,
     blend_with_base,
@@ -180,15 +181,10 @@ def test_a_spread_matched_model_loads_as_a_folder_and_has_the_base_spread(tmp_pa
     """A model whose every vector is pulled one way (a fixed shift appended to the bundled one) gets the base
     model's spread back; the shift is part of the saved model (sentence-transformers' own modules), so whoever
     loads the folder gets it."""
-    import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    crowded = SentenceTransformer(str(bundled_model_path()), device="cpu")
     pull = np.random.default_rng(3).normal(size=384)
-    crowded.append(Dense(384, 384, activation_function=torch.nn.Identity(), init_weight=torch.eye(384),
-                         init_bias=torch.tensor(pull / np.linalg.norm(pull), dtype=torch.float32)))
-    crowded.append(Normalize())
+    crowded = append_shift(SentenceTransformer(str(bundled_model_path()), device="cpu"), -pull / np.linalg.norm(pull))
     texts = list(TEXTS.values()) + [f"{t} (restored)" for t in TEXTS.values()]
     model, measured = match_spread(crowded, bundled_model_path(), texts)
     assert measured["tuned_mean_cosine"] > measured["base_mean_cosine"] + 0.2
